@@ -1,0 +1,126 @@
+"""Server configuration: parsed once from flags and environment into a frozen object.
+
+Every flag has an environment variable (`VECTOROS_<NAME>`); a flag given on the
+command line wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    data_dir: Path = Path("./data")
+    models: Path = Path("./models")
+    # Largest request a client may send. 16 MiB fits a ScoreDeals or Forecast
+    # call of tens of thousands of deals with notes; bigger payloads are almost
+    # always a client bug, and each in-flight request is held in memory.
+    max_receive_mb: int = 16
+    # Largest response. An Embed of 256 texts is ~400 KB and an
+    # ExportTrainingData chunk is bounded by the server, so 16 MiB is generous.
+    max_send_mb: int = 16
+    # Seconds SIGTERM waits for in-flight calls before cancelling them.
+    grace_seconds: float = 10.0
+    # Seconds between scans of the model repository for new versions.
+    model_poll_seconds: float = 2.0
+    # Calls handled at once; further calls queue in gRPC until one finishes.
+    max_concurrent_rpcs: int = 256
+    log_level: str = "INFO"
+    # Qdrant server URL for the similarity store; empty uses the embedded store.
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    # Dynamic batching of embeddings.
+    embed_max_batch: int = 32
+    embed_max_wait_ms: float = 2.0
+    embed_max_queue: int = 1024
+    # Insight generator: Claude when an API key is set, else the rules engine.
+    anthropic_api_key: str = ""
+    anthropic_model: str = "claude-sonnet-4-6"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+_HELP = {
+    "host": "interface to listen on",
+    "port": "TCP port; 0 picks a free one",
+    "data_dir": "folder for persistent state (vector store, ledger)",
+    "models": "model repository folder (<name>/<version>/manifest.json)",
+    "max_receive_mb": "largest accepted request, MiB",
+    "max_send_mb": "largest response, MiB",
+    "grace_seconds": "how long SIGTERM waits for in-flight calls",
+    "model_poll_seconds": "how often the model repository is scanned",
+    "max_concurrent_rpcs": "calls handled at once",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "qdrant_url": "Qdrant server URL; empty = embedded store under --data-dir",
+    "qdrant_api_key": "Qdrant API key",
+    "embed_max_batch": "largest embedding batch",
+    "embed_max_wait_ms": "longest wait to fill an embedding batch, ms",
+    "embed_max_queue": "texts waiting for the embedder before RESOURCE_EXHAUSTED",
+    "anthropic_api_key": "enables the Claude insight generator",
+    "anthropic_model": "Claude model id for insights",
+}
+
+SECRETS = frozenset({"anthropic_api_key", "qdrant_api_key"})
+
+# Variables that keep their conventional names instead of VECTOROS_*.
+_ENV_OVERRIDES = {"anthropic_api_key": "ANTHROPIC_API_KEY"}
+
+
+def env_name(field_name: str) -> str:
+    return _ENV_OVERRIDES.get(field_name, f"VECTOROS_{field_name.upper()}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per config field, defaulting to its environment variable."""
+    for f in fields(ServerConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        kind = type(default) if not isinstance(default, Path) else Path
+        if f.name in SECRETS:
+            continue  # secrets come from the environment only, never from argv (visible in ps)
+        parser.add_argument(
+            flag, type=kind, default=None, help=f"{_HELP[f.name]} (env {env_name(f.name)}; default {default})"
+        )
+
+
+def from_namespace(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServerConfig:
+    """Build the config from parsed flags, then environment, then defaults."""
+    environ = dict(os.environ) if environ is None else environ
+    values = {}
+    for f in fields(ServerConfig):
+        kind = type(f.default) if not isinstance(f.default, Path) else Path
+        value = getattr(args, f.name, None)
+        if value is None and env_name(f.name) in environ:
+            raw = environ[env_name(f.name)]
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SystemExit(f"{env_name(f.name)}: cannot read {raw!r} as {kind.__name__}") from None
+        if value is not None:
+            values[f.name] = value
+    config = ServerConfig(**values)
+    _check(config)
+    return config
+
+
+def _check(config: ServerConfig) -> None:
+    if not 0 <= config.port <= 65535:
+        raise SystemExit(f"--port: must be in [0, 65535], got {config.port}")
+    for name in ("max_receive_mb", "max_send_mb", "max_concurrent_rpcs", "embed_max_batch", "embed_max_queue"):
+        if getattr(config, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')}: must be >= 1")
+    for name in ("grace_seconds", "model_poll_seconds", "embed_max_wait_ms"):
+        if not getattr(config, name) >= 0:
+            raise SystemExit(f"--{name.replace('_', '-')}: must be >= 0")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SystemExit("--log-level: must be DEBUG, INFO, WARNING or ERROR")

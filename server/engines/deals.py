@@ -1,0 +1,62 @@
+"""The engine-side deal record: plain Python mirror of `vectoros.v1.Deal`.
+
+Servicers convert protobuf deals into `DealRecord`; the training package reads
+CSV / JSON Lines rows into the same class, so features are computed by one code
+path for training and serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class Outcome(str, Enum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+ACTIVITY_TYPES = ("emails", "calls", "meetings", "demos", "notes", "tasks")
+
+
+@dataclass(frozen=True)
+class StageChange:
+    stage: str
+    entered_at: datetime
+
+
+@dataclass(frozen=True)
+class DealRecord:
+    """One deal snapshot. Times are timezone-aware UTC; money is in major units.
+
+    `snapshot_at` is the moment the record describes: features use nothing
+    after it. For a live request it is the time of the request.
+    """
+
+    deal_id: str
+    workspace_id: str = ""
+    name: str = ""
+    company: str = ""
+    industry: str = ""
+    region: str = ""
+    notes: str = ""
+    value: float = 0.0
+    currency: str = ""
+    stage: str = ""
+    probability: float | None = None
+    created_at: datetime | None = None
+    expected_close_at: datetime | None = None
+    stage_entered_at: datetime | None = None
+    stage_history: tuple[StageChange, ...] = ()
+    activity_counts: dict[str, int] = field(default_factory=dict)
+    last_activity_at: datetime | None = None
+    competitor_present: bool | None = None
+    outcome: Outcome = Outcome.OPEN
+    closed_at: datetime | None = None
+    owner_id: str = ""
+    contact_count: int = 0
+    numeric_attributes: dict[str, float] = field(default_factory=dict)
+    categorical_attributes: dict[str, str] = field(default_factory=dict)
+    snapshot_at: datetime | None = None

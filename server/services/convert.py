@@ -1,0 +1,179 @@
+"""Protobuf <-> engine conversions shared by the servicers.
+
+Checks here are the ones every service applies to a `Deal` (field shapes and
+ranges); rules specific to one RPC live in its engine. Every error names the
+field path the caller sent, for example ``deals[3].value``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+
+from server.engines.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
+from server.errors import InvalidInput
+from vectoros.v1 import common_pb2
+
+MAX_ID_BYTES = 128
+MAX_TEXT_BYTES = 32 * 1024
+
+_OUTCOMES = {
+    common_pb2.DEAL_OUTCOME_UNSPECIFIED: Outcome.OPEN,
+    common_pb2.DEAL_OUTCOME_OPEN: Outcome.OPEN,
+    common_pb2.DEAL_OUTCOME_WON: Outcome.WON,
+    common_pb2.DEAL_OUTCOME_LOST: Outcome.LOST,
+}
+_OUTCOME_TO_PROTO = {
+    Outcome.OPEN: common_pb2.DEAL_OUTCOME_OPEN,
+    Outcome.WON: common_pb2.DEAL_OUTCOME_WON,
+    Outcome.LOST: common_pb2.DEAL_OUTCOME_LOST,
+}
+# Earliest and latest times accepted (google.protobuf.Timestamp's own range).
+_MIN_SECONDS = -62135596800
+_MAX_SECONDS = 253402300799
+
+
+def time_from_proto(message: timestamp_pb2.Timestamp, has: bool, field: str) -> datetime | None:
+    """A Timestamp as an aware UTC datetime, or None when the field is unset."""
+    if not has:
+        return None
+    if not _MIN_SECONDS <= message.seconds <= _MAX_SECONDS or not 0 <= message.nanos < 1_000_000_000:
+        raise InvalidInput(field, "timestamp out of range")
+    return datetime.fromtimestamp(message.seconds + message.nanos / 1e9, tz=UTC)
+
+
+def time_to_proto(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(value)
+    return message
+
+
+def outcome_from_proto(value: int, field: str) -> Outcome:
+    try:
+        return _OUTCOMES[value]
+    except KeyError:
+        raise InvalidInput(field, f"unknown outcome {value}") from None
+
+
+def outcome_to_proto(value: Outcome) -> int:
+    return _OUTCOME_TO_PROTO[value]
+
+
+def finite_non_negative(value: float, field: str) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInput(field, f"must be finite and >= 0, got {value}")
+    return value
+
+
+def probability(value: float, field: str) -> float:
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise InvalidInput(field, f"must be in [0, 1], got {value}")
+    return value
+
+
+def deal_id(value: str, field: str) -> str:
+    if not value:
+        raise InvalidInput(field, "required")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise InvalidInput(field, f"at most {MAX_ID_BYTES} bytes")
+    return value
+
+
+def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = None) -> DealRecord:
+    """Check and convert one Deal. `field` is its path, e.g. ``deals[3]``.
+
+    `now` becomes the record's snapshot time (features are computed as of it).
+    """
+    for name in ("notes", "name", "company"):
+        if len(getattr(deal, name).encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+            raise InvalidInput(f"{field}.{name}", f"at most {MAX_TEXT_BYTES} bytes")
+    numeric = {}
+    for key, value in deal.numeric_attributes.items():
+        if not math.isfinite(value):
+            raise InvalidInput(f"{field}.numeric_attributes[{key!r}]", "must be finite")
+        numeric[key] = value
+    history = tuple(
+        StageChange(
+            stage=change.stage,
+            entered_at=time_from_proto(change.entered_time, True, f"{field}.stage_history[{i}].entered_time"),
+        )
+        for i, change in enumerate(deal.stage_history)
+    )
+    counts = deal.activity_counts
+    return DealRecord(
+        deal_id=deal_id(deal.id, f"{field}.id"),
+        workspace_id=deal.workspace_id,
+        name=deal.name,
+        company=deal.company,
+        industry=deal.industry,
+        region=deal.region,
+        notes=deal.notes,
+        value=finite_non_negative(deal.value, f"{field}.value"),
+        currency=deal.currency.upper(),
+        stage=deal.stage,
+        probability=probability(deal.probability, f"{field}.probability") if deal.HasField("probability") else None,
+        created_at=time_from_proto(deal.created_time, deal.HasField("created_time"), f"{field}.created_time"),
+        expected_close_at=time_from_proto(
+            deal.expected_close_time, deal.HasField("expected_close_time"), f"{field}.expected_close_time"
+        ),
+        stage_entered_at=time_from_proto(
+            deal.stage_entered_time, deal.HasField("stage_entered_time"), f"{field}.stage_entered_time"
+        ),
+        stage_history=history,
+        activity_counts={name: getattr(counts, name) for name in ACTIVITY_TYPES},
+        last_activity_at=time_from_proto(
+            deal.last_activity_time, deal.HasField("last_activity_time"), f"{field}.last_activity_time"
+        ),
+        competitor_present=deal.competitor_present if deal.HasField("competitor_present") else None,
+        outcome=outcome_from_proto(deal.outcome, f"{field}.outcome"),
+        closed_at=time_from_proto(deal.closed_time, deal.HasField("closed_time"), f"{field}.closed_time"),
+        owner_id=deal.owner_id,
+        contact_count=deal.contact_count,
+        numeric_attributes=numeric,
+        categorical_attributes=dict(deal.categorical_attributes),
+        snapshot_at=now or datetime.now(tz=UTC),
+    )
+
+
+def deal_to_proto(record: DealRecord) -> common_pb2.Deal:
+    """The inverse of `deal_from_proto` (snapshot time is not part of a Deal)."""
+    deal = common_pb2.Deal(
+        id=record.deal_id,
+        workspace_id=record.workspace_id,
+        name=record.name,
+        company=record.company,
+        industry=record.industry,
+        region=record.region,
+        notes=record.notes,
+        value=record.value,
+        currency=record.currency,
+        stage=record.stage,
+        outcome=outcome_to_proto(record.outcome),
+        owner_id=record.owner_id,
+        contact_count=record.contact_count,
+        numeric_attributes=record.numeric_attributes,
+        categorical_attributes=record.categorical_attributes,
+        activity_counts=common_pb2.ActivityCounts(**{k: v for k, v in record.activity_counts.items() if k in ACTIVITY_TYPES}),
+        stage_history=[
+            common_pb2.StageChange(stage=change.stage, entered_time=time_to_proto(change.entered_at))
+            for change in record.stage_history
+        ],
+    )
+    if record.probability is not None:
+        deal.probability = record.probability
+    if record.competitor_present is not None:
+        deal.competitor_present = record.competitor_present
+    for name, value in (
+        ("created_time", record.created_at),
+        ("expected_close_time", record.expected_close_at),
+        ("stage_entered_time", record.stage_entered_at),
+        ("last_activity_time", record.last_activity_at),
+        ("closed_time", record.closed_at),
+    ):
+        if value is not None:
+            getattr(deal, name).CopyFrom(time_to_proto(value))
+    return deal

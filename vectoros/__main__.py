@@ -1,0 +1,5 @@
+import sys
+
+from vectoros.cli import main
+
+sys.exit(main())

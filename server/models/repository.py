@@ -196,7 +196,7 @@ class ModelRepository:
     def set_canary(self, name: str, version: int, percent: float) -> Labels:
         """Send `percent` (0-100] of routed traffic to `version`, which must exist and
         differ from production."""
-        if not _valid_percent(percent) or percent == 0:
+        if not valid_percent(percent) or percent == 0:
             raise RepositoryError(f"percent: must be a number in (0, 100], got {percent!r}")
         with self.lock(name):
             return self._set_canary_locked(name, version, float(percent))
@@ -247,7 +247,7 @@ class ModelRepository:
             return self._set_production_locked(name, to)
 
 
-def _valid_percent(value: object) -> bool:
+def valid_percent(value: object) -> bool:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -282,6 +282,6 @@ def _parse_labels(text: str, path: object) -> Labels:
     version = canary["version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise fail("canary.version: must be a positive integer")
-    if not _valid_percent(canary["percent"]):
+    if not valid_percent(canary["percent"]):
         raise fail("canary.percent: must be a number in [0, 100]")
     return Labels(production, version, float(canary["percent"]))

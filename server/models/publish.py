@@ -125,7 +125,7 @@ def publish(
     repo.root.mkdir(parents=True, exist_ok=True)
     name = manifest.name
     model_dir = repo.model_dir(name)
-    with repo.lock(name):
+    with repo.lock(name, create=True):
         _remove_stale_tmp(model_dir)
         labels = repo.labels(name)
         production = None

@@ -150,11 +150,15 @@ class ModelRepository:
     # --- writing --------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str, *, create: bool = False) -> Iterator[None]:
         """Hold the model's exclusive lock (`<name>/.publish.lock`, fcntl) while
-        publishing or changing labels. Blocks until it is free."""
+        publishing or changing labels. Blocks until it is free. The model's folder
+        must exist unless `create` (publishing a new model)."""
         folder = self.model_dir(name)
-        folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            raise NotFound(f"name: no model {name!r} in {self.root}")
         with (folder / LOCK_FILE).open("a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:

@@ -1,0 +1,1 @@
+"""Training and export: deal records, synthetic data, the win/loss scorer, the embedder."""

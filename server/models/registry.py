@@ -49,7 +49,9 @@ def canary_bucket(routing_key: str) -> int:
     return int.from_bytes(digest[:8], "big") % BUCKETS
 
 
-@dataclass(frozen=True)
+# eq=False: identity equality and hashing, so a LoadedModel can key a cache (its
+# manifest holds dicts and could not be hashed by value anyway).
+@dataclass(frozen=True, eq=False)
 class LoadedModel:
     """A loaded version. `model` is what the kind's loader built; `label` is
     "production", "canary", or "" for a version kept loaded without a label

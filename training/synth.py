@@ -90,14 +90,21 @@ def synth_deals(deals: int, seed: int = 0, end: datetime = DEFAULT_END, years: f
         champion = bool(rng.random() < _sigmoid(0.7 * engagement - 0.6))
         contacts = int(rng.poisson(1.0 + 2.2 * _sigmoid(engagement + 0.3 * math.log(size_factor + 1e-9))))
 
+        # How far the deal is from the industry's usual size: very large deals
+        # are hard to win and tiny ones are often not serious (a sweet spot).
+        size_gap = math.log(value / _INDUSTRIES[industry][2])
+        small_company = employees < 1000
         logit = (
-            -0.35
-            + _INDUSTRIES[industry][1] + _REGIONS[region][1] + _SOURCES[source][1] + rep_skill[rep]
-            - (0.65 if competitor else 0.0)
+            -0.1
+            + _INDUSTRIES[industry][1] + _REGIONS[region][1] + _SOURCES[source][1]
+            # Reps specialize: a strong SMB closer is not a strong enterprise one.
+            + rep_skill[rep] * (1.0 if small_company else -0.6)
+            - (0.9 if competitor and size_gap > 0.3 else 0.35 if competitor else 0.0)
             - (0.45 if competitor and region == "emea" else 0.0)
-            - 0.55 * max(0.0, math.log(value / 50_000))
-            + 0.75 * engagement
-            + 0.8 * champion
+            - 1.1 * max(0.0, size_gap - 0.3)
+            - 0.8 * max(0.0, -size_gap - 0.9)
+            + 0.9 * math.tanh(engagement)
+            + 0.8 * champion * (1.6 if source in ("referral", "partner") else 1.0)
             + 0.35 * min(contacts, 6) / 3
             + rng.normal(0.0, 0.7)
         )
@@ -116,7 +123,7 @@ def synth_deals(deals: int, seed: int = 0, end: datetime = DEFAULT_END, years: f
         slowness = size_factor ** 0.5 * rng.lognormal(0.0, 0.3)
         durations = [float(rng.lognormal(math.log(9.0), 0.5) * slowness) for _ in path]
         if not won:
-            durations[-1] *= 1.6
+            durations[-1] *= 2.2  # a losing deal stalls in its last stage
         entered = [created]
         for days in durations[:-1]:
             entered.append(entered[-1] + timedelta(days=days))
@@ -132,7 +139,7 @@ def synth_deals(deals: int, seed: int = 0, end: datetime = DEFAULT_END, years: f
         total_days = (min(closed, end) - created).total_seconds() / 86400.0
         times = np.sort(rng.uniform(0.0, total_days, rng.poisson(rate * total_days)))
         if not won and not is_open:
-            keep = (times < total_days * 0.67) | (rng.random(times.size) < 0.25)
+            keep = (times < total_days * 0.6) | (rng.random(times.size) < 0.15)
             times = times[keep]
         kinds = rng.choice(list(_ACTIVITY_SHARES), size=times.size, p=list(_ACTIVITY_SHARES.values()))
         seen = times <= life_days

@@ -1,0 +1,137 @@
+import csv
+import hashlib
+import json
+import re
+
+import numpy as np
+import pytest
+import xgboost
+
+from server.engines.scoring import TreeExplainer, load_scorer
+from server.models.manifest import Manifest, run_golden, verify_files
+from training import scorer as scorer_module
+from training.examples.crm_opportunities import write_csv as write_crm
+from training.records import write_deals
+from training.scorer import TrainConfig, TrainingError, export_trees, train_scorer
+from training.synth import DATE_COLUMNS, synth_deals
+
+FAST = TrainConfig(grid=({"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=300,
+                   progress=False)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """2,000 synthetic deals plus a custom column the feature code has never heard of."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    path = write_deals(synth_deals(2000, seed=21), folder / "deals.csv", custom_dates=DATE_COLUMNS)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for i, row in enumerate(rows):
+        row["partner_tier"] = ("gold", "silver", "bronze", "")[i % 4]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = train_scorer(path, folder / "artifact", FAST)
+    return path, result
+
+
+def test_synthetic_end_to_end(synthetic):
+    path, result = synthetic
+    out = result.out_dir
+    manifest = Manifest.load(out)
+    assert (manifest.name, manifest.kind, manifest.version) == ("scorer", "scorer", None)
+    assert set(manifest.files) == {"model.onnx", "trees.npz", "report.html"}
+    verify_files(out, manifest)
+    run_golden(out, manifest)
+    assert manifest.training_data["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert manifest.signature["model.onnx"]["inputs"][0]["shape"] == [None, len(result.spec.features)]
+
+    metrics = manifest.metrics
+    # A believable model: clearly better than chance, clearly not reading the outcome.
+    assert 0.72 < metrics["roc_auc"] < 0.97
+    assert metrics["brier"] < 0.22 and metrics["ece"] < 0.12
+    assert 0.6 < metrics["baseline_lr_roc_auc"] < 0.97
+    for name in ("accuracy", "precision", "recall", "f1", "log_loss", "pr_auc", "cv_roc_auc"):
+        assert 0.0 < metrics[name] < 1.0
+    confusion = sum(metrics[f"confusion_{c}"] for c in ("tn", "fp", "fn", "tp"))
+    assert confusion == metrics["test_rows"] == len(result.test_labels)
+    assert metrics["onnx_parity_max_abs_diff"] < 1e-5
+    assert metrics["explainer_margin_max_abs_diff"] < 1e-4
+
+    # The custom column added to the CSV is a feature, with its own vocabulary.
+    assert "attr.partner_tier" in result.spec.features
+    assert "attr.lead_source" in result.spec.features and "attr.seats" in result.spec.features
+    spec = manifest.spec["features"]
+    assert sorted(spec["categories"]["attr.partner_tier"]) == ["__other__", "bronze", "gold", "silver"]
+
+    report = (out / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 3
+    assert not re.search(r"(src|href)=\"https?:", report)
+    assert "roc_auc" in report and "logistic regression" in report
+
+
+def test_explainer_matches_xgboost_contributions(synthetic):
+    _, result = synthetic
+    booster = result.model.get_booster()
+    features = result.test_features
+    arrays = export_trees(booster)
+    explainer = TreeExplainer(arrays, features.shape[1])
+    margins, contributions = explainer.explain(features)
+    native = booster.predict(xgboost.DMatrix(features, missing=np.nan), pred_contribs=True, approx_contribs=True)
+    np.testing.assert_allclose(contributions, native[:, :-1], atol=1e-4)
+    np.testing.assert_allclose(explainer.bias, native[:, -1], atol=1e-4)
+    native_margin = booster.predict(xgboost.DMatrix(features, missing=np.nan), output_margin=True)
+    np.testing.assert_allclose(margins, native_margin, atol=1e-4)
+    np.testing.assert_allclose(explainer.bias + contributions.sum(axis=1), margins, atol=1e-9)
+    # Rows with missing values exercise the default branches.
+    assert np.isnan(features).any()
+
+
+def test_served_model_agrees_with_training(synthetic):
+    _, result = synthetic
+    model = load_scorer(result.out_dir, result.manifest)
+    probabilities, margins, _ = model.predict(result.test_features)
+    expected = 1 / (1 + np.exp(-(model.calibration.slope * margins + model.calibration.intercept)))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+
+
+def test_public_shaped_csv_trains_through_the_cli(tmp_path, capsys):
+    import argparse
+
+    data = write_crm(1500, seed=3, path=tmp_path / "crm.csv")
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({"categorical": ["year_established"], "exclude": ["subsidiary_of"]}))
+    parser = argparse.ArgumentParser()
+    scorer_module.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["scorer", "--data", str(data), "--out", str(tmp_path / "out"), "--grid", "small",
+                              "--feature-spec", str(spec_file), "--quiet", "--folds", "3"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "held-out: ROC AUC" in printed
+    manifest = Manifest.load(tmp_path / "out")
+    features = manifest.spec["features"]
+    for name in ("attr.product", "attr.series", "attr.sales_price", "attr.account_revenue", "attr.manager"):
+        assert name in features["features"]
+    assert "attr.year_established" in features["categories"]  # the spec file made it categorical
+    excluded = features["excluded"]
+    assert excluded["attr.subsidiary_of"] == "excluded by the feature spec"
+    # The two leaks of this export: a date after the snapshot, and an amount that is 0 when lost.
+    assert excluded["attr.contract_signed_at.days_ago"] == "no value in the training data"
+    assert excluded["attr.close_value"].startswith("suspected leakage")
+    assert 0.6 < manifest.metrics["roc_auc"] < 0.95
+
+
+def test_a_perfect_model_is_refused_as_leakage(tmp_path):
+    data = write_crm(600, seed=4, path=tmp_path / "crm.csv")
+    config = TrainConfig(grid=FAST.grid, folds=3, max_trees=60, leakage_auc=1.01, progress=False)
+    with pytest.raises(TrainingError, match="target leakage"):
+        train_scorer(data, tmp_path / "out", config)
+
+
+def test_output_folder_must_be_empty(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.txt").write_text("x")
+    with pytest.raises(TrainingError, match="not empty"):
+        train_scorer(tmp_path / "missing.csv", tmp_path / "out", FAST)

@@ -54,7 +54,11 @@ def main() -> int:
         target = ROOT / PACKAGE
         committed = sorted(p.relative_to(ROOT) for p in target.iterdir() if p.is_file()) if target.exists() else []
         if args.check:
-            differ = [str(p) for p in generated if not (ROOT / p).exists() or not filecmp.cmp(out / p, ROOT / p, shallow=False)]
+            differ = [
+                str(p)
+                for p in generated
+                if not (ROOT / p).exists() or not filecmp.cmp(out / p, ROOT / p, shallow=False)
+            ]
             extra = [str(p) for p in committed if p not in generated]
             if differ or extra:
                 print("generated stubs differ from the committed ones:", *differ, *extra, sep="\n  ")

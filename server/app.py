@@ -96,9 +96,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
             name, health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
 
-    reflection.enable_server_reflection(
-        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(config.address)
     if port == 0:
         raise SystemExit(f"cannot bind {config.address}")

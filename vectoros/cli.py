@@ -23,13 +23,19 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from server.config import add_arguments
 
-    parser = argparse.ArgumentParser(prog="vectoros", description="VectorOS AI Core: gRPC model server for revenue intelligence")
+    parser = argparse.ArgumentParser(
+        prog="vectoros", description="VectorOS AI Core: gRPC model server for revenue intelligence"
+    )
     parser.add_argument("--version", action="version", version=f"vectoros {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gRPC server")
     add_arguments(serve)
     serve.set_defaults(func=_serve)
+
+    from server.models import cli as models_cli
+
+    models_cli.add_parser(commands)
     return parser
 
 

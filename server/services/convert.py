@@ -157,7 +157,9 @@ def deal_to_proto(record: DealRecord) -> common_pb2.Deal:
         contact_count=record.contact_count,
         numeric_attributes=record.numeric_attributes,
         categorical_attributes=record.categorical_attributes,
-        activity_counts=common_pb2.ActivityCounts(**{k: v for k, v in record.activity_counts.items() if k in ACTIVITY_TYPES}),
+        activity_counts=common_pb2.ActivityCounts(
+            **{k: v for k, v in record.activity_counts.items() if k in ACTIVITY_TYPES}
+        ),
         stage_history=[
             common_pb2.StageChange(stage=change.stage, entered_time=time_to_proto(change.entered_at))
             for change in record.stage_history

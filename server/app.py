@@ -19,7 +19,10 @@ from grpc_reflection.v1alpha import reflection
 
 from server import logs
 from server.config import MIB, ServerConfig
+from server.engines.embedding import load_embedder
+from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
+from server.models.registry import ModelRegistry
 from server.services.forecast import ForecastServicer
 from vectoros.v1 import (
     embedding_pb2,
@@ -43,6 +46,10 @@ EMBEDDING = _full_name(embedding_pb2, "EmbeddingService")
 SIMILARITY = _full_name(similarity_pb2, "SimilarityService")
 INSIGHT = _full_name(insight_pb2, "InsightService")
 SERVICES = (EMBEDDING, SIMILARITY, SCORING, FORECAST, INSIGHT)
+# A model-backed service is SERVING while a production version of its model is loaded.
+MODEL_OF_SERVICE = {SCORING: "scorer", EMBEDDING: "embedder"}
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass
@@ -52,17 +59,19 @@ class VectorOSServer:
     grpc_server: grpc.aio.Server
     health: health.aio.HealthServicer
     config: ServerConfig
+    registry: ModelRegistry
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
         await self.grpc_server.start()
+        self.tasks.append(asyncio.create_task(self.registry.run(self.config.model_poll_seconds, self.stopping)))
 
     async def stop(self, grace: float | None = None) -> None:
         """Mark everything NOT_SERVING, stop taking calls, drain, clean up."""
+        self.stopping.set()
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(self.config.grace_seconds if grace is None else grace)
-        for task in self.tasks:
-            task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def wait_for_termination(self) -> None:
@@ -86,21 +95,37 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
 
+    registry = ModelRegistry(config.models, {"scorer": load_scorer, "embedder": load_embedder})
+    # Load what the repository has before taking calls; an empty or missing
+    # repository is fine (the model-backed services stay NOT_SERVING).
+    await asyncio.to_thread(registry.refresh, notify=False)
+
     forecast_pb2_grpc.add_ForecastServiceServicer_to_server(ForecastServicer(), server)
     # Services whose issue has not landed are not registered: gRPC answers
     # UNIMPLEMENTED for them, and their health says NOT_SERVING.
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for name in SERVICES:
-        serving = name == FORECAST
-        await health_servicer.set(
-            name, health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        await health_servicer.set(name, NOT_SERVING)
+    await health_servicer.set(FORECAST, SERVING)
+
+    async def model_changed(model_name: str) -> None:
+        for service, needed in MODEL_OF_SERVICE.items():
+            if needed == model_name and service in registered:
+                serving = registry.status(model_name).production is not None
+                await health_servicer.set(service, SERVING if serving else NOT_SERVING)
+
+    registered: set[str] = set()
+    for model_name in set(MODEL_OF_SERVICE.values()):
+        await model_changed(model_name)
+    loop = asyncio.get_running_loop()
+    # `run()` calls listeners on the event loop's thread.
+    registry.add_listener(lambda model_name: loop.create_task(model_changed(model_name)))
 
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(config.address)
     if port == 0:
         raise SystemExit(f"cannot bind {config.address}")
-    return VectorOSServer(grpc_server=server, health=health_servicer, config=config), port
+    return VectorOSServer(grpc_server=server, health=health_servicer, config=config, registry=registry), port
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -34,3 +34,7 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Life-cycle lines (listening on port N, shutting down, stopped) are always
+    # written: supervisors and tests read the bound port from them.
+    lifecycle = logging.getLogger("vectoros.server")
+    lifecycle.setLevel(min(logging.INFO, root.level))

@@ -17,9 +17,10 @@ From a deal file (docs/deal-records.md) to a model artifact ready for
    ones beside a logistic-regression baseline: ROC AUC, PR AUC, accuracy,
    precision, recall, F1, Brier score, log loss, expected calibration error
    and the confusion matrix.
-5. Export: ONNX with onnxmltools (target opset 15), the trees as flat arrays
-   for the server's explainer, parity checks on the held-out rows (recorded in
-   the metrics), `report.html` and `manifest.json`.
+5. Export: ONNX with onnxmltools (target opset 15), plus a `contributions`
+   output computed by a second tree ensemble built from the same trees (see
+   `server.engines.scoring`); parity checks on the held-out rows against
+   xgboost (recorded in the metrics), `report.html` and `manifest.json`.
 """
 
 from __future__ import annotations
@@ -37,10 +38,8 @@ import numpy as np
 
 from server.engines.deals import DealRecord, Outcome
 from server.engines.features import FeatureSpec, SpecOverrides, featurize, fit_feature_spec
-from server.engines.scoring import TREE_ARRAYS, TreeExplainer
 
 MODEL_FILE = "model.onnx"
-TREES_FILE = "trees.npz"
 REPORT_FILE = "report.html"
 TARGET_OPSET = 15  # the highest onnxmltools converts XGBoost to (docs: MEASURED.md)
 PARITY_LIMIT = 1e-4
@@ -190,9 +189,12 @@ def leakage_screen(
 
 
 def export_trees(booster) -> dict[str, np.ndarray]:
-    """The booster's trees as the flat arrays of `TreeExplainer`, with each node's
-    expected value (cover-weighted mean of its leaves, as xgboost computes it for
-    approximate contributions) and the base margin."""
+    """The booster's trees as flat arrays, all trees concatenated with global child
+    indices: `feature` (-1 at leaves), `threshold` (a row goes left when
+    `x < threshold`), `left`, `right`, `missing` (where NaN goes; leaves point to
+    themselves), `value` (each node's expected value: the cover-weighted mean of
+    its leaves, as xgboost computes it for approximate contributions), `roots`,
+    `base_margin` and `depth`."""
     config = json.loads(booster.save_config())
     learner = config["learner"]
     if learner["objective"]["name"] != "binary:logistic":
@@ -250,6 +252,55 @@ def _node_means(lefts, rights, conditions, cover) -> tuple[list[float], int]:
         if lefts[node] != -1:
             levels[lefts[node]] = levels[rights[node]] = levels[node] + 1
     return means, max(levels)
+
+
+def contributions_node(arrays: dict[str, np.ndarray], width: int, output: str = "contributions"):
+    """An ai.onnx.ml TreeEnsembleRegressor with the booster's trees and splits whose
+    leaves carry, per feature, the sum of the changes in expected value along the
+    path to them: summed over trees, the tree-path contributions [N, width].
+    Also returns the bias (base margin + every root's expected value)."""
+    from onnx import helper
+
+    feature, value = arrays["feature"], arrays["value"]
+    left, right, missing, roots = arrays["left"], arrays["right"], arrays["missing"], arrays["roots"]
+    nodes: dict[str, list] = {key: [] for key in (
+        "treeids", "nodeids", "featureids", "values", "modes", "truenodeids", "falsenodeids",
+        "missing_value_tracks_true")}
+    targets: dict[str, list] = {key: [] for key in ("treeids", "nodeids", "ids", "weights")}
+    for tree, root in enumerate(roots.tolist()):
+        stack: list[tuple[int, dict[int, float]]] = [(root, {})]
+        while stack:
+            node, path = stack.pop()
+            local = node - root
+            leaf = feature[node] < 0
+            nodes["treeids"].append(tree)
+            nodes["nodeids"].append(local)
+            nodes["featureids"].append(0 if leaf else int(feature[node]))
+            nodes["values"].append(0.0 if leaf else float(arrays["threshold"][node]))
+            nodes["modes"].append("LEAF" if leaf else "BRANCH_LT")
+            nodes["truenodeids"].append(0 if leaf else int(left[node]) - root)
+            nodes["falsenodeids"].append(0 if leaf else int(right[node]) - root)
+            nodes["missing_value_tracks_true"].append(int(not leaf and missing[node] == left[node]))
+            if leaf:
+                for column, weight in sorted(path.items()):
+                    targets["treeids"].append(tree)
+                    targets["nodeids"].append(local)
+                    targets["ids"].append(column)
+                    targets["weights"].append(weight)
+                continue
+            column = int(feature[node])
+            for child in (int(right[node]), int(left[node])):
+                credited = dict(path)
+                credited[column] = credited.get(column, 0.0) + float(value[child] - value[node])
+                stack.append((child, credited))
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["features"], [output], domain="ai.onnx.ml", name="tree_path_contributions",
+        **{f"nodes_{key}": values for key, values in nodes.items()},
+        **{f"target_{key}": values for key, values in targets.items()},
+        n_targets=width, aggregate_function="SUM", post_transform="NONE", base_values=[0.0] * width,
+    )
+    bias = float(arrays["base_margin"]) + float(value[roots].sum())
+    return node, bias
 
 
 # --- training ------------------------------------------------------------------------
@@ -342,14 +393,22 @@ def logistic_baseline(train_x, train_y, test_x, spec: FeatureSpec, seed: int) ->
     return pipeline.predict_proba(test_x.astype(np.float64))[:, 1]
 
 
-def _onnx_export(model, width: int, path: Path) -> None:
+def onnx_export(model, width: int, path: Path) -> float:
+    """Write the classifier as ONNX (onnxmltools) with the contributions output added;
+    returns the contributions' bias."""
     import onnxmltools
+    from onnx import TensorProto, checker, helper
     from onnxmltools.convert.common.data_types import FloatTensorType
 
     onnx_model = onnxmltools.convert_xgboost(
         model, initial_types=[("features", FloatTensorType([None, width]))], target_opset=TARGET_OPSET
     )
+    node, bias = contributions_node(export_trees(model.get_booster()), width)
+    onnx_model.graph.node.append(node)
+    onnx_model.graph.output.append(helper.make_tensor_value_info("contributions", TensorProto.FLOAT, [None, width]))
+    checker.check_model(onnx_model)
     path.write_bytes(onnx_model.SerializeToString())
+    return bias
 
 
 def train_scorer(
@@ -430,22 +489,19 @@ def train_scorer(
 
     bar.set_postfix_str("export")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _onnx_export(model, spec.width, out_dir / MODEL_FILE)
-    arrays = export_trees(model.get_booster())
-    np.savez(out_dir / TREES_FILE, **{name: arrays[name] for name in TREE_ARRAYS})
+    bias = onnx_export(model, spec.width, out_dir / MODEL_FILE)
     session = ort.InferenceSession(str(out_dir / MODEL_FILE), providers=["CPUExecutionProvider"])
-    onnx_p = session.run(["probabilities"], {"features": test_x})[0][:, 1]
+    onnx_p, contributions = session.run(["probabilities", "contributions"], {"features": test_x})
+    onnx_p = onnx_p[:, 1]
     native_p = model.predict_proba(test_x)[:, 1]
-    explainer = TreeExplainer(arrays, spec.width)
-    tree_margin, contributions = explainer.explain(test_x)
     native_contribs = model.get_booster().predict(
         xgboost.DMatrix(test_x, missing=np.nan), pred_contribs=True, approx_contribs=True
     )
     parity = {
         "onnx_parity_max_abs_diff": float(np.abs(onnx_p - native_p).max()),
-        "explainer_margin_max_abs_diff": float(np.abs(tree_margin - test_margin).max()),
-        "explainer_contrib_max_abs_diff": float(
-            np.abs(np.column_stack([contributions, np.full(len(test_x), explainer.bias)]) - native_contribs).max()
+        "contrib_parity_max_abs_diff": float(np.abs(contributions - native_contribs[:, :-1]).max()),
+        "contrib_margin_max_abs_diff": float(
+            np.abs(bias + contributions.astype(np.float64).sum(axis=1) - test_margin).max()
         ),
     }
     for name, value in parity.items():
@@ -516,7 +572,7 @@ def train_scorer(
             "calibration": {"method": "platt", "slope": slope, "intercept": intercept},
             "risk": {"high_risk_below": config.high_risk_below, "low_risk_from": config.low_risk_from},
             "model_file": MODEL_FILE,
-            "trees_file": TREES_FILE,
+            "bias": bias,
         },
         golden_inputs={MODEL_FILE: {"features": golden}},
         atol=1e-5,

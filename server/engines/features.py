@@ -32,6 +32,7 @@ column per original feature keeps tree-path contributions per feature.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -115,6 +116,7 @@ _SPEC_KEYS = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_terminal_stage(stage: str) -> bool:
     """Whether a stage name states the outcome ("Closed Won", "closed_lost", "won")."""
     return bool(_TERMINAL_STAGE.search(stage.lower().replace("_", " ").replace("-", " ")))
@@ -222,6 +224,11 @@ class FeatureSpec:
     @property
     def width(self) -> int:
         return len(self.features)
+
+    @functools.cached_property
+    def codes(self) -> dict[str, dict[str, float]]:
+        """Category -> code per categorical feature (built once per spec)."""
+        return {name: {v: float(i) for i, v in enumerate(vocab)} for name, vocab in self.categories.items()}
 
     def is_categorical(self, feature: str) -> bool:
         return feature in self.categories
@@ -412,15 +419,13 @@ def featurize(records: Sequence[DealRecord], spec: FeatureSpec, now: datetime | 
     Missing values are NaN; categories are vocabulary codes (unknown -> OTHER).
     """
     matrix = np.empty((len(records), spec.width), dtype=np.float32)
-    codes = {name: {v: float(i) for i, v in enumerate(vocab)} for name, vocab in spec.categories.items()}
+    codes = spec.codes
     for i, record in enumerate(records):
         row = _raw_row(record, spec, _as_of(record, now))
-        for j, name in enumerate(spec.features):
+        for name, lookup in codes.items():
             value = row[name]
-            if name in codes:
-                lookup = codes[name]
-                value = math.nan if value == "" else lookup.get(value, lookup[OTHER])
-            matrix[i, j] = value
+            row[name] = math.nan if value == "" else lookup.get(value, lookup[OTHER])
+        matrix[i] = [row[name] for name in spec.features]
     return matrix
 
 

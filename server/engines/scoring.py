@@ -1,24 +1,28 @@
 """The Scoring engine: win probability, risk level and per-deal factors.
 
-A scorer artifact (kind "scorer", built by `vectoros train scorer`) holds:
+A scorer artifact (kind "scorer", built by `vectoros train scorer`) holds one
+ONNX file, run by onnxruntime, with two outputs:
 
-- `model.onnx`: the XGBoost classifier converted with onnxmltools; onnxruntime
-  runs it and gives the raw win probability.
-- `trees.npz`: the same trees as flat arrays (`TreeExplainer`), from which the
-  engine computes tree-path (Saabas) contributions in NumPy, without xgboost.
-  Per tree, walking from the root to the deal's leaf, each split credits its
-  feature with the change in the node's expected value (the cover-weighted mean
-  of the leaf values below it). The bias is the base margin plus every root's
-  expected value, so bias + sum(contributions) is exactly the sum of the leaf
-  values: the model's margin in log-odds. This equals xgboost's
-  `pred_contribs=True, approx_contribs=True`.
-- the manifest's `spec`: the feature spec (`server.engines.features`), the
-  Platt calibration of the margin (`sigmoid(slope * margin + intercept)`) and
-  the risk thresholds.
+- `probabilities`: the XGBoost classifier as onnxmltools converts it (the raw,
+  uncalibrated win probability is column 1).
+- `contributions`: tree-path (Saabas) contributions of each feature to the
+  margin, from a second tree ensemble with the same trees and splits, built at
+  export time: per tree, walking from the root to the deal's leaf, each split
+  credits its feature with the change in the node's expected value (the
+  cover-weighted mean of the leaf values below it), so each leaf carries the
+  sum of its path's credits per feature. Summed over trees by onnxruntime, they
+  equal xgboost's `pred_contribs=True, approx_contribs=True`, with no xgboost
+  and no per-tree Python at serving time. The bias (the base margin plus every
+  root's expected value) is in the spec; bias + sum(contributions) is the
+  model's margin in log-odds.
+
+The manifest's `spec` also holds the feature spec (`server.engines.features`),
+the Platt calibration of the margin (`sigmoid(slope * margin + intercept)`)
+and the risk thresholds.
 
 `load_scorer(directory, manifest)` is the model registry's loader for the kind;
-it validates the spec strictly and checks that onnxruntime and the tree arrays
-agree on the golden rows before the version may serve.
+it validates the spec strictly and checks on the golden rows that the two
+outputs describe the same model before the version may serve.
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ from server.engines.deals import DealRecord
 from server.engines.features import FeatureSpec, featurize
 from server.models.manifest import ManifestError
 
-SPEC_KEYS = ("features", "calibration", "risk", "model_file", "trees_file")
-TREE_ARRAYS = ("feature", "threshold", "left", "right", "missing", "value", "roots", "base_margin", "depth")
-# onnxruntime computes the probability in float32; its logit differs from the
-# trees' float64 margin by ~1e-6 in the bulk and more only near 0 or 1.
+SPEC_KEYS = ("features", "calibration", "risk", "model_file", "bias")
+OUTPUTS = ("probabilities", "contributions")
+# onnxruntime computes in float32: the logit of its probability and the sum of
+# the contributions agree to ~1e-5 in the bulk, and less well only near 0 or 1.
 MARGIN_TOLERANCE = 1e-3
 _P_CLIP = 1e-7
 
@@ -91,119 +95,53 @@ class RiskThresholds:
         return "medium"
 
 
-class TreeExplainer:
-    """Tree-path contributions from flat tree arrays (see the module docstring).
-
-    Arrays (all trees concatenated, child indices global): `feature` (int32, -1 at
-    leaves), `threshold` (float32; a row goes left when `x < threshold`),
-    `left`, `right`, `missing` (int32; where NaN goes; leaves point to
-    themselves), `value` (float64 expected value of each node), `roots`
-    (int32 per tree), `base_margin` (float64) and `depth` (int, the longest path).
-    """
-
-    def __init__(self, arrays: Mapping[str, np.ndarray], width: int) -> None:
-        self.feature = np.asarray(arrays["feature"], dtype=np.int32)
-        self.threshold = np.asarray(arrays["threshold"], dtype=np.float32)
-        self.left = np.asarray(arrays["left"], dtype=np.int32)
-        self.right = np.asarray(arrays["right"], dtype=np.int32)
-        self.missing = np.asarray(arrays["missing"], dtype=np.int32)
-        self.value = np.asarray(arrays["value"], dtype=np.float64)
-        self.roots = np.asarray(arrays["roots"], dtype=np.int32)
-        self.base_margin = float(arrays["base_margin"])
-        self.depth = int(arrays["depth"])
-        self.width = width
-        nodes = self.feature.size
-        for name in ("threshold", "left", "right", "missing", "value"):
-            if getattr(self, name).shape != (nodes,):
-                raise ValueError(f"{name}: must have one entry per node ({nodes})")
-        for name in ("left", "right", "missing", "roots"):
-            array = getattr(self, name)
-            if array.size and (array.min() < 0 or array.max() >= nodes):
-                raise ValueError(f"{name}: node index out of range")
-        if self.feature.max(initial=-1) >= width or self.feature.min(initial=-1) < -1:
-            raise ValueError(f"feature: index out of range for {width} features")
-        if not (np.all(np.isfinite(self.value)) and math.isfinite(self.base_margin)) or self.depth < 0:
-            raise ValueError("value, base_margin and depth must be finite")
-        # Leaves have no feature; -1 would index the last column, so use column 0
-        # and mask the (zero) deltas instead.
-        self._gather_feature = np.maximum(self.feature, 0)
-        self.bias = self.base_margin + float(self.value[self.roots].sum())
-
-    @classmethod
-    def load(cls, path: Path, width: int) -> TreeExplainer:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [name for name in TREE_ARRAYS if name not in data.files]
-            extra = [name for name in data.files if name not in TREE_ARRAYS]
-            if missing or extra:
-                raise ValueError(f"arrays: missing {missing}, unknown {extra}")
-            return cls({name: data[name] for name in TREE_ARRAYS}, width)
-
-    def explain(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(margins [N], contributions [N, width]) for a float32 matrix [N, width].
-        margins[i] == self.bias + contributions[i].sum()."""
-        rows = features.shape[0]
-        trees = self.roots.size
-        node = np.broadcast_to(self.roots, (rows, trees)).copy()
-        contributions = np.zeros(rows * self.width, dtype=np.float64)
-        row_base = (np.arange(rows, dtype=np.int64) * self.width)[:, None]
-        flat = features.reshape(-1)
-        # Level by level for all trees and rows at once; a row that reached its
-        # leaf stays there (a leaf's children are itself) and adds nothing.
-        for _ in range(self.depth):
-            column = self._gather_feature[node]
-            x = flat[row_base + column]
-            child = np.where(x < self.threshold[node], self.left[node], self.right[node])
-            child = np.where(np.isnan(x), self.missing[node], child)
-            delta = self.value[child] - self.value[node]
-            contributions += np.bincount((row_base + column).reshape(-1), delta.reshape(-1), rows * self.width)
-            node = child
-        contributions = contributions.reshape(rows, self.width)
-        margins = self.base_margin + self.value[node].sum(axis=1)
-        return margins, contributions
-
-
 class ScorerModel:
-    """A loaded scorer version: onnxruntime session, tree arrays and spec.
+    """A loaded scorer version: the onnxruntime session (built once) and its spec.
 
     Thread-safe for concurrent `score` calls (onnxruntime's `run` is)."""
 
     def __init__(
         self,
         session,  # onnxruntime.InferenceSession
-        explainer: TreeExplainer,
         spec: FeatureSpec,
         calibration: Calibration,
         risk: RiskThresholds,
+        bias: float,
     ) -> None:
         self.session = session
-        self.explainer = explainer
         self.spec = spec
         self.calibration = calibration
         self.risk = risk
+        self.bias = bias
         inputs = session.get_inputs()
         if len(inputs) != 1 or inputs[0].type != "tensor(float)":
-            raise ValueError("model.onnx: needs one float32 input")
+            raise ValueError("the ONNX model needs one float32 input")
         shape = inputs[0].shape
-        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != spec.width):
-            raise ValueError(f"model.onnx: input shape {shape} does not match {spec.width} features")
+        if len(shape) != 2 or shape[1] != spec.width:
+            raise ValueError(f"the ONNX input shape {shape} does not match {spec.width} features")
         self._input = inputs[0].name
-        outputs = [o.name for o in session.get_outputs()]
-        if "probabilities" not in outputs:
-            raise ValueError(f"model.onnx: no 'probabilities' output (has {outputs})")
-        self._outputs = ["probabilities"]
+        outputs = {o.name: o.shape for o in session.get_outputs()}
+        for name in OUTPUTS:
+            if name not in outputs:
+                raise ValueError(f"the ONNX model has no {name!r} output (has {sorted(outputs)})")
+        if outputs["contributions"][-1] != spec.width:
+            raise ValueError(f"contributions: shape {outputs['contributions']} does not match {spec.width} features")
+        self._outputs = list(OUTPUTS)
 
-    def raw_probability(self, features: np.ndarray) -> np.ndarray:
-        """onnxruntime's uncalibrated win probability [N] for a float32 matrix."""
-        (probabilities,) = self.session.run(self._outputs, {self._input: features})
-        return probabilities[:, 1]
+    def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """onnxruntime's (raw win probability [N], contributions [N, F]) for a float32 matrix."""
+        probabilities, contributions = self.session.run(self._outputs, {self._input: features})
+        return probabilities[:, 1], contributions
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(calibrated win probabilities [N], margins [N], contributions [N, F])."""
-        raw = self.raw_probability(features).astype(np.float64)
-        clipped = np.clip(raw, _P_CLIP, 1.0 - _P_CLIP)
-        onnx_margin = np.log(clipped / (1.0 - clipped))
-        margins, contributions = self.explainer.explain(features)
-        return self.calibration.apply(onnx_margin), margins, contributions
+        """(calibrated win probabilities [N], margins [N], contributions [N, F]), float64."""
+        raw, contributions = self.run(features)
+        contributions = contributions.astype(np.float64)
+        clipped = np.clip(raw.astype(np.float64), _P_CLIP, 1.0 - _P_CLIP)
+        # The probability output is the model's own; the margin reported beside
+        # the factors is their sum, so that bias + contributions == margin exactly.
+        probabilities = self.calibration.apply(np.log(clipped / (1.0 - clipped)))
+        return probabilities, self.bias + contributions.sum(axis=1), contributions
 
     def score(
         self, records: Sequence[DealRecord], top_factors: int = 5, now: datetime | None = None
@@ -232,7 +170,7 @@ class ScorerModel:
                     risk_level=self.risk.level(probability),
                     top_factors=factors,
                     margin=float(margins[i]),
-                    bias=self.explainer.bias,
+                    bias=self.bias,
                 )
             )
         return results
@@ -259,7 +197,9 @@ def _exact(obj: object, key: str, keys: tuple[str, ...]) -> dict:
     return obj
 
 
-def parse_spec(spec: object, files: Mapping[str, object]) -> tuple[FeatureSpec, Calibration, RiskThresholds, str, str]:
+def parse_spec(
+    spec: object, files: Mapping[str, object]
+) -> tuple[FeatureSpec, Calibration, RiskThresholds, str, float]:
     """Validate a scorer manifest's `spec` strictly; raises ManifestError naming the key."""
     spec = _exact(spec, "spec", SPEC_KEYS)
     try:
@@ -276,30 +216,27 @@ def parse_spec(spec: object, files: Mapping[str, object]) -> tuple[FeatureSpec, 
     )
     if not 0.0 <= thresholds.high_risk_below <= thresholds.low_risk_from <= 1.0:
         raise ManifestError("spec.risk: needs 0 <= high_risk_below <= low_risk_from <= 1")
-    names = []
-    for key in ("model_file", "trees_file"):
-        name = spec[key]
-        if not isinstance(name, str) or name not in files:
-            raise ManifestError(f"spec.{key}: must name a file listed in the manifest")
-        names.append(name)
+    model_file = spec["model_file"]
+    if not isinstance(model_file, str) or not model_file.endswith(".onnx") or model_file not in files:
+        raise ManifestError("spec.model_file: must name an .onnx file listed in the manifest")
     return (
         features,
         Calibration(_number(calibration["slope"], "spec.calibration.slope"),
                     _number(calibration["intercept"], "spec.calibration.intercept")),
         thresholds,
-        names[0],
-        names[1],
+        model_file,
+        _number(spec["bias"], "spec.bias"),
     )
 
 
 def load_scorer(directory: Path, manifest) -> ScorerModel:
-    """The model registry's loader for kind "scorer": build the onnxruntime session
-    once, load the tree arrays, validate the spec, and check on the manifest's
-    golden inputs that onnxruntime's margin and the trees' margin agree."""
+    """The model registry's loader for kind "scorer": validate the spec, build the
+    onnxruntime session once, and check on the manifest's golden inputs that the
+    model's probability and its contributions agree on the margin."""
     import onnxruntime as ort
 
     directory = Path(directory)
-    spec, calibration, risk, model_file, trees_file = parse_spec(manifest.spec, manifest.files)
+    spec, calibration, risk, model_file, bias = parse_spec(manifest.spec, manifest.files)
     options = ort.SessionOptions()
     # One thread: requests run concurrently, and a tree ensemble on one row gains
     # nothing from more.
@@ -311,20 +248,19 @@ def load_scorer(directory: Path, manifest) -> ScorerModel:
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ManifestError(f"files.{model_file}: onnxruntime cannot load it ({exc})") from None
     try:
-        explainer = TreeExplainer.load(directory / trees_file, spec.width)
-        model = ScorerModel(session, explainer, spec, calibration, risk)
-    except (ValueError, OSError) as exc:
-        raise ManifestError(f"spec: {exc}") from None
+        model = ScorerModel(session, spec, calibration, risk, bias)
+    except ValueError as exc:
+        raise ManifestError(f"files.{model_file}: {exc}") from None
 
-    golden = manifest.golden.get(model_file, {}).get("inputs", {})
-    for tensor in golden.values():
-        rows = np.asarray(tensor["data"], dtype=np.float32)
-        raw = np.clip(model.raw_probability(rows).astype(np.float64), _P_CLIP, 1.0 - _P_CLIP)
-        margins, _ = explainer.explain(rows)
+    for tensor in manifest.golden.get(model_file, {}).get("inputs", {}).values():
+        raw, contributions = model.run(np.asarray(tensor["data"], dtype=np.float32))
+        raw = np.clip(raw.astype(np.float64), _P_CLIP, 1.0 - _P_CLIP)
+        margins = bias + contributions.astype(np.float64).sum(axis=1)
         central = np.abs(margins) < 8.0  # float32 probabilities lose the margin near 0 and 1
         gap = np.abs(np.log(raw / (1.0 - raw)) - margins)[central]
         if gap.size and gap.max() > MARGIN_TOLERANCE:
             raise ManifestError(
-                f"files.{trees_file}: tree margins differ from onnxruntime by {gap.max():.3g} on the golden rows"
+                f"files.{model_file}: bias + contributions differ from the probability's margin by "
+                f"{gap.max():.3g} on the golden rows"
             )
     return model

@@ -53,7 +53,7 @@ def test_scores_add_up_and_factors_are_the_largest(model, artifact):
         assert sizes[-1] >= np.sort(np.abs(contributions[i]))[-5] - 1e-12
         assert result.risk_level == model.risk.level(result.win_probability)
     # onnxruntime's probability and the trees' margin describe the same model.
-    raw = model.raw_probability(features).astype(np.float64)
+    raw = model.run(features)[0].astype(np.float64)
     np.testing.assert_allclose(np.log(raw / (1 - raw)), margins, atol=1e-4)
     assert {r.risk_level for r in results} == {"low", "medium", "high"}
 
@@ -92,25 +92,21 @@ def test_loader_rejects_a_bad_spec(artifact):
         ({k: v for k, v in spec.items() if k != "risk"}, "spec.risk: missing key"),
         ({**spec, "risk": {"high_risk_below": 0.7, "low_risk_from": 0.6}}, "spec.risk"),
         ({**spec, "calibration": {**spec["calibration"], "slope": "1"}}, "spec.calibration.slope"),
-        ({**spec, "trees_file": "nope.npz"}, "spec.trees_file"),
-        ({**spec, "features": {**spec["features"], "features": spec["features"]["features"][:-1]}}, "out of range for"),
+        ({**spec, "model_file": "report.html"}, "spec.model_file"),
+        ({**spec, "bias": None}, "spec.bias"),
+        ({**spec, "features": {**spec["features"], "features": spec["features"]["features"][:-1]}}, "input shape"),
     ]
     for changed, message in bad:
         with pytest.raises(ManifestError, match=message.replace(".", r"\.")):
             load_scorer(directory, replace(manifest, spec=changed))
 
 
-def test_loader_rejects_trees_that_disagree_with_the_onnx_model(artifact, tmp_path):
+def test_loader_rejects_a_bias_that_disagrees_with_the_model(artifact):
     directory, _ = artifact
     manifest = Manifest.load(directory)
-    with np.load(directory / "trees.npz") as data:
-        arrays = {name: data[name] for name in data.files}
-    arrays["value"] = arrays["value"] * 1.5
-    for name in ("model.onnx", "report.html"):
-        (tmp_path / name).write_bytes((directory / name).read_bytes())
-    np.savez(tmp_path / "trees.npz", **arrays)
-    with pytest.raises(ManifestError, match="differ from onnxruntime"):
-        load_scorer(tmp_path, manifest)
+    shifted = {**manifest.spec, "bias": manifest.spec["bias"] + 0.01}
+    with pytest.raises(ManifestError, match="differ from the probability's margin"):
+        load_scorer(directory, replace(manifest, spec=shifted))
 
 
 def test_serving_path_imports_no_training_libraries(artifact):

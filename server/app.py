@@ -24,12 +24,14 @@ from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.registry import ModelRegistry
 from server.services.forecast import ForecastServicer
+from server.services.scoring import ScoringServicer
 from vectoros.v1 import (
     embedding_pb2,
     forecast_pb2,
     forecast_pb2_grpc,
     insight_pb2,
     scoring_pb2,
+    scoring_pb2_grpc,
     similarity_pb2,
 )
 
@@ -101,6 +103,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     await asyncio.to_thread(registry.refresh, notify=False)
 
     forecast_pb2_grpc.add_ForecastServiceServicer_to_server(ForecastServicer(), server)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(registry), server)
     # Services whose issue has not landed are not registered: gRPC answers
     # UNIMPLEMENTED for them, and their health says NOT_SERVING.
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -114,7 +117,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
                 serving = registry.status(model_name).production is not None
                 await health_servicer.set(service, SERVING if serving else NOT_SERVING)
 
-    registered: set[str] = set()
+    registered = {SCORING}
     for model_name in set(MODEL_OF_SERVICE.values()):
         await model_changed(model_name)
     loop = asyncio.get_running_loop()

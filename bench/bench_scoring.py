@@ -1,0 +1,290 @@
+"""Scoring benchmark: onnxruntime vs xgboost, and the served ScoreDeal vs health Check.
+
+Reports, in one run, for one scorer trained here on synthetic deals:
+- model latency, p50 of many calls: onnxruntime (the exported model, probability
+  only, and with the contributions output the server uses) vs xgboost's native
+  `inplace_predict` on the same trees, for one row and for 1,000 rows; and the
+  whole engine (`ScorerModel.score`: features, onnxruntime, top factors);
+- served `ScoreDeal` requests/s and p50/p99 latency at concurrency 1 and 16,
+  beside the same server's `grpc.health.v1.Health/Check` as the floor, with
+  h2load as the client (a Python client saturates before the server does).
+  The server is `vectoros serve` over a model repository holding the scorer;
+  while server/app.py does not register the Scoring servicer yet, the bench
+  runs the same `create_server` with the servicer added (and says so).
+
+Targets: ScoreDeal throughput >= 70 % of Check's at concurrency 16; ScoreDeal
+p99 < 5 ms at concurrency 1.
+
+    .venv/bin/python bench/bench_scoring.py [--deals 5000] [--requests 20000]
+
+The machine is shared and noisy: compare figures within one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from serverproc import ServerProcess, start_server  # noqa: E402
+
+from server.engines.scoring import load_scorer  # noqa: E402
+from server.models.manifest import Manifest  # noqa: E402
+from server.models.publish import publish  # noqa: E402
+from server.services.convert import deal_to_proto  # noqa: E402
+from training.records import write_deals  # noqa: E402
+from training.scorer import TrainConfig, train_scorer  # noqa: E402
+from training.synth import DATE_COLUMNS, synth_deals  # noqa: E402
+from vectoros.v1 import scoring_pb2, scoring_pb2_grpc  # noqa: E402
+
+SCORE_METHOD = "vectoros.v1.ScoringService/ScoreDeal"
+CHECK_METHOD = "grpc.health.v1.Health/Check"
+
+
+def p50_us(function, repeats: int) -> float:
+    for _ in range(min(200, repeats)):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter_ns()
+        function()
+        times.append(time.perf_counter_ns() - started)
+    return statistics.median(times) / 1e3
+
+
+def model_latency(result, directory: Path, repeats: int) -> dict[str, float]:
+    import onnxruntime as ort
+
+    booster = result.model.get_booster()
+    booster.set_param({"nthread": 1})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    rows = result.test_features[rng.integers(0, len(result.test_features), 1000)]
+    one = rows[:1].copy()
+    scorer = load_scorer(directory, Manifest.load(directory))
+    records = synth_deals(1000, seed=99)
+    figures = {}
+    for label, batch, count in (("1 row", one, repeats), ("1,000 rows", rows, max(20, repeats // 100))):
+        figures[f"onnxruntime probability, {label}"] = p50_us(
+            lambda b=batch: session.run(["probabilities"], {"features": b}), count)
+        figures[f"onnxruntime probability + contributions, {label}"] = p50_us(
+            lambda b=batch: session.run(["probabilities", "contributions"], {"features": b}), count)
+        figures[f"xgboost inplace_predict, {label}"] = p50_us(
+            lambda b=batch: booster.inplace_predict(b, missing=np.nan), count)
+        figures[f"xgboost approx contributions, {label}"] = p50_us(
+            lambda b=batch: booster.predict(_dmatrix(b), pred_contribs=True, approx_contribs=True), count)
+        deals = records[: len(batch)]
+        figures[f"engine ScorerModel.score, {label}"] = p50_us(lambda d=deals: scorer.score(d), count)
+    return figures
+
+
+def _dmatrix(batch):
+    import xgboost
+
+    return xgboost.DMatrix(batch, missing=np.nan, nthread=1)
+
+
+def grpc_frame(message) -> bytes:
+    payload = message.SerializeToString()
+    return b"\x00" + struct.pack(">I", len(payload)) + payload
+
+
+def h2load(address: str, method: str, frame: bytes, requests: int, concurrency: int) -> dict[str, float]:
+    """requests/s and p50/p99 latency (ms) of one h2load run: one connection,
+    `concurrency` streams at a time, latencies from its per-request log."""
+    with tempfile.TemporaryDirectory() as folder:
+        body, log = Path(folder) / "body.bin", Path(folder) / "log.tsv"
+        body.write_bytes(frame)
+        command = [
+            "h2load", f"http://{address}/{method}", "-n", str(requests), "-c", "1", "-m", str(concurrency),
+            "-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log),
+        ]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    statuses = {row[1] for row in rows}
+    if statuses != {"200"}:
+        raise RuntimeError(f"h2load saw HTTP statuses {statuses}:\n{output}")
+    latencies = np.array([int(row[2]) for row in rows]) / 1e3
+    started = min(int(row[0]) for row in rows)
+    ended = max(int(row[0]) + int(row[2]) for row in rows)
+    return {
+        "requests_per_second": len(rows) / ((ended - started) / 1e6),
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "requests": len(rows),
+    }
+
+
+def _start_fallback(models: Path) -> ServerProcess:
+    """This file's `--serve-models` mode in a subprocess (see `serve_with_scoring`)."""
+    import threading
+
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-models", str(models)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    lines: list[dict] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        for line in process.stderr:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            lines.append(entry)
+            if entry.get("msg") == "listening":
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not ready.wait(60):
+        process.kill()
+        raise RuntimeError("fallback server did not start")
+    port = next(entry["port"] for entry in lines if entry.get("msg") == "listening")
+    return ServerProcess(process=process, port=port, log_lines=lines)
+
+
+def serve_with_scoring(models: Path) -> int:
+    """`create_server` exactly as `vectoros serve` builds it, plus the Scoring servicer."""
+    import asyncio
+    import logging
+    import signal
+
+    from server import logs
+    from server.app import create_server
+    from server.config import ServerConfig
+    from server.services.scoring import ScoringServicer
+
+    logs.configure("WARNING")
+
+    async def run() -> None:
+        config = ServerConfig(host="127.0.0.1", port=0, models=models, data_dir=models.parent / "data",
+                              log_level="WARNING")
+        server, port = await create_server(config)
+        scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(server.registry), server.grpc_server)
+        await server.start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        logging.getLogger("vectoros.server").info("listening", extra={"port": port})
+        await stop.wait()
+        await server.stop(1.0)
+
+    asyncio.run(run())
+    return 0
+
+
+def served(models: Path, deal, requests: int) -> dict[str, dict[str, float]]:
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    proc = start_server("--models", str(models), "--data-dir", str(models.parent / "data"), "--log-level", "WARNING")
+    try:
+        with proc.channel() as channel:
+            # One checked call first: h2load sees HTTP statuses, not gRPC ones.
+            response = scoring_pb2_grpc.ScoringServiceStub(channel).ScoreDeal(
+                scoring_pb2.ScoreDealRequest(deal=deal), timeout=10
+            )
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+        proc.terminate()
+        print("note: server/app.py does not register ScoringService yet; "
+              "benchmarking create_server() with the servicer added")
+        proc = _start_fallback(models)
+        with proc.channel() as channel:
+            response = scoring_pb2_grpc.ScoringServiceStub(channel).ScoreDeal(
+                scoring_pb2.ScoreDealRequest(deal=deal), timeout=10
+            )
+    try:
+        assert response.score.model.version == 1
+        frames = {
+            "Check": (CHECK_METHOD, grpc_frame(health_pb2.HealthCheckRequest(service=""))),
+            "ScoreDeal": (SCORE_METHOD, grpc_frame(scoring_pb2.ScoreDealRequest(deal=deal))),
+        }
+        results = {}
+        for concurrency in (1, 16):
+            count = requests if concurrency > 1 else max(2000, requests // 5)
+            for name, (method, frame) in frames.items():
+                h2load(proc.address, method, frame, min(2000, count), concurrency)  # warm-up
+                results[f"{name} c{concurrency}"] = h2load(proc.address, method, frame, count, concurrency)
+        errors = [line for line in proc.log_lines if line.get("code") not in (None, "OK")]
+        if errors:
+            raise RuntimeError(f"the server logged failed calls: {errors[:3]}")
+        return results
+    finally:
+        proc.terminate()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deals", type=int, default=5000, help="synthetic deals to train on")
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per served run at concurrency 16")
+    parser.add_argument("--repeats", type=int, default=3000, help="calls per single-row latency figure")
+    parser.add_argument("--grid", choices=("default", "small"), default="default")
+    parser.add_argument("--serve-models", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_models is not None:
+        return serve_with_scoring(args.serve_models)
+    if not shutil.which("h2load"):
+        parser.error("h2load is needed (Debian package nghttp2-client)")
+
+    from training.scorer import DEFAULT_GRID, SMALL_GRID
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        records = synth_deals(args.deals, seed=1)
+        data = write_deals(records, work / "deals.csv", custom_dates=DATE_COLUMNS)
+        config = TrainConfig(grid=SMALL_GRID if args.grid == "small" else DEFAULT_GRID, progress=False,
+                             jobs=os.cpu_count() or 2)
+        started = time.perf_counter()
+        result = train_scorer(data, work / "artifact", config)
+        trained_s = time.perf_counter() - started
+        m = result.metrics
+        print(f"model: {int(m['trees'])} trees, max_depth {result.params['max_depth']}, "
+              f"{len(result.spec.features)} features; trained on {args.deals} synthetic deals in {trained_s:.0f} s; "
+              f"held-out ROC AUC {m['roc_auc']:.3f}, Brier {m['brier']:.3f}, ECE {m['ece']:.3f}")
+
+        figures = model_latency(result, result.out_dir, args.repeats)
+        print("\nmodel latency, p50 (microseconds, one thread):")
+        for name, value in figures.items():
+            print(f"  {name:55s} {value:12.1f}")
+        for label in ("1 row", "1,000 rows"):
+            ratio = figures[f"xgboost inplace_predict, {label}"] / figures[f"onnxruntime probability, {label}"]
+            print(f"  xgboost / onnxruntime, {label}: {ratio:.2f}x")
+
+        models = work / "models"
+        publish(result.out_dir, models)
+        deal = deal_to_proto(records[-1])
+        results = served(models, deal, args.requests)
+    print("\nserved (h2load, one connection):")
+    print(f"  {'call':16s} {'requests/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for name, r in results.items():
+        print(f"  {name:16s} {r['requests_per_second']:11.0f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f}")
+    share = results["ScoreDeal c16"]["requests_per_second"] / results["Check c16"]["requests_per_second"]
+    p99 = results["ScoreDeal c1"]["p99_ms"]
+    print(f"\nScoreDeal / Check throughput at concurrency 16: {share:.0%} (target >= 70%): "
+          f"{'met' if share >= 0.7 else 'NOT met'}")
+    print(f"ScoreDeal p99 at concurrency 1: {p99:.2f} ms (target < 5 ms): {'met' if p99 < 5 else 'NOT met'}")
+    print(json.dumps({"model": figures, "served": results, "throughput_share_c16": share}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

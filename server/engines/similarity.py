@@ -1,0 +1,553 @@
+"""The Similarity engine: deals as vectors in a store, searched per workspace.
+
+- `upsert` renders each deal through the deal-to-text template, embeds the texts
+  that changed (a SHA-256 of template version and text is kept in the payload,
+  so a deal whose text is unchanged, for example one that was just won, keeps
+  its vector) and writes every deal with its fields and outcome, idempotently by
+  (workspace, deal id).
+- `find` embeds a deal or a text, or takes the stored vector of a deal id, and
+  returns the nearest deals of the workspace with a summary of their outcomes.
+- `delete` and `stats` do what they say, within one workspace.
+
+Tenant isolation: the workspace is never part of a caller's filter. The engine
+passes it to the store as its own argument on every call, the store adapters make
+it a must-condition of the Qdrant filter, by-id reads go through the point id of
+(workspace, deal id), and every payload read back is checked again here.
+
+Collections: one per embedder version (`server.stores.base`). The engine serves
+the newest *complete* collection whose embedder version is loaded, so while a new
+embedder's collection is being built (`vectoros reindex`, or `rebuild` here),
+searches and writes keep using the old one with the old embedder.
+
+No grpc here; the servicer (`server.services.similarity`) translates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from server.engines.deal_text import TEMPLATE_VERSION, deal_to_text
+from server.engines.deals import DealRecord, Outcome, StageChange
+from server.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
+from server.stores.base import (
+    DEAL_ID,
+    INDUSTRY,
+    NO_FILTER,
+    OUTCOME,
+    RECORD,
+    STAGE,
+    TEXT_SHA256,
+    VALUE,
+    WORKSPACE,
+    Collection,
+    CollectionInfo,
+    DealFilter,
+    DealPoint,
+    VectorStore,
+    payload_matches,
+    point_id,
+)
+
+log = logging.getLogger("vectoros.similarity")
+
+EMBEDDER = "embedder"
+MAX_UPSERT = 256
+MAX_DELETE = 1000
+MAX_TOP_K = 100
+DEFAULT_TOP_K = 10
+MAX_QUERY_TEXT_BYTES = 32 * 1024
+
+
+# --- embedders ----------------------------------------------------------------------
+
+
+class Embedder(Protocol):
+    """What the engine needs of an embedder version: texts in, unit vectors out
+    (float32 [len(texts), dimension])."""
+
+    name: str
+    version: int
+    dimension: int
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class Embedders(Protocol):
+    """The embedder versions loaded now. `current()` is the one new collections
+    are made with (production; raises `Unavailable` when none is loaded);
+    `version(v)` is a loaded version or None."""
+
+    def current(self) -> Embedder: ...
+
+    def version(self, version: int) -> Embedder | None: ...
+
+
+@dataclass(frozen=True)
+class EmbedderRef:
+    name: str
+    version: int
+
+
+# --- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    upserted: int
+    unchanged: int
+    embedder: EmbedderRef
+
+
+@dataclass(frozen=True)
+class Match:
+    score: float
+    deal: DealRecord
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Outcomes among the matches. `weighted_win_rate`: won / (won + lost), each
+    match weighted by its similarity (clipped at 0; when every closed match has a
+    similarity <= 0 the plain rate is used); 0 when no match is closed."""
+
+    won_count: int
+    lost_count: int
+    open_count: int
+    weighted_win_rate: float
+    mean_score: float
+
+
+@dataclass(frozen=True)
+class FindResult:
+    matches: list[Match]
+    summary: Summary
+    embedder: EmbedderRef
+
+
+@dataclass(frozen=True)
+class Stats:
+    total: int
+    by_outcome: dict[Outcome, int]
+    embedder: EmbedderRef
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to compare against: exactly one of a deal (embedded, not stored), the
+    id of a stored deal of the workspace, or a free text."""
+
+    deal: DealRecord | None = None
+    deal_id: str | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.deal, self.deal_id, self.text)) != 1:
+            raise InvalidInput("query", "exactly one of deal, deal_id or text is required")
+
+
+# --- the deal record in a payload -------------------------------------------------------
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def record_to_json(record: DealRecord) -> str:
+    """The stored form of a deal record (everything but its snapshot time)."""
+    return json.dumps(
+        {
+            "deal_id": record.deal_id,
+            "workspace_id": record.workspace_id,
+            "name": record.name,
+            "company": record.company,
+            "industry": record.industry,
+            "region": record.region,
+            "notes": record.notes,
+            "value": record.value,
+            "currency": record.currency,
+            "stage": record.stage,
+            "probability": record.probability,
+            "created_at": _time(record.created_at),
+            "expected_close_at": _time(record.expected_close_at),
+            "stage_entered_at": _time(record.stage_entered_at),
+            "stage_history": [[change.stage, _time(change.entered_at)] for change in record.stage_history],
+            "activity_counts": dict(record.activity_counts),
+            "last_activity_at": _time(record.last_activity_at),
+            "competitor_present": record.competitor_present,
+            "outcome": record.outcome.value,
+            "closed_at": _time(record.closed_at),
+            "owner_id": record.owner_id,
+            "contact_count": record.contact_count,
+            "numeric_attributes": dict(record.numeric_attributes),
+            "categorical_attributes": dict(record.categorical_attributes),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def record_from_json(text: str) -> DealRecord:
+    data = json.loads(text)
+    for key in ("created_at", "expected_close_at", "stage_entered_at", "last_activity_at", "closed_at"):
+        data[key] = _parse_time(data[key])
+    data["stage_history"] = tuple(StageChange(stage, _parse_time(at)) for stage, at in data["stage_history"])
+    data["outcome"] = Outcome(data["outcome"])
+    return DealRecord(**data)
+
+
+def text_sha256(text: str) -> str:
+    """Fingerprint of an embedded text: a new template version re-embeds even if
+    the words happen to be the same."""
+    return hashlib.sha256(f"{TEMPLATE_VERSION}\0{text}".encode()).hexdigest()
+
+
+def deal_payload(workspace_id: str, record: DealRecord, text_hash: str) -> dict[str, Any]:
+    return {
+        WORKSPACE: workspace_id,
+        DEAL_ID: record.deal_id,
+        INDUSTRY: record.industry,
+        STAGE: record.stage,
+        OUTCOME: record.outcome.value,
+        VALUE: float(record.value),
+        TEXT_SHA256: text_hash,
+        RECORD: record_to_json(record),
+    }
+
+
+def summarize(matches: Sequence[Match]) -> Summary:
+    """Won / lost / open counts and the similarity-weighted win rate (see `Summary`)."""
+    won = [m.score for m in matches if m.deal.outcome is Outcome.WON]
+    lost = [m.score for m in matches if m.deal.outcome is Outcome.LOST]
+    won_weight = sum(max(score, 0.0) for score in won)
+    closed_weight = won_weight + sum(max(score, 0.0) for score in lost)
+    if closed_weight > 0:
+        rate = won_weight / closed_weight
+    elif won or lost:
+        rate = len(won) / (len(won) + len(lost))
+    else:
+        rate = 0.0
+    return Summary(
+        won_count=len(won),
+        lost_count=len(lost),
+        open_count=len(matches) - len(won) - len(lost),
+        weighted_win_rate=rate,
+        mean_score=float(np.mean([m.score for m in matches])) if matches else 0.0,
+    )
+
+
+# --- the engine -----------------------------------------------------------------------
+
+
+@dataclass
+class _Serving:
+    collection: Collection
+    embedder: Embedder
+
+    @property
+    def ref(self) -> EmbedderRef:
+        return EmbedderRef(self.embedder.name, self.embedder.version)
+
+
+# Called with (collection name, point ids) after every write, from the writing thread.
+WriteListener = Callable[[str, Sequence[str]], None]
+
+
+@dataclass
+class _State:
+    open: dict[str, Collection] = field(default_factory=dict)  # complete collections, by name
+    infos: dict[str, CollectionInfo] = field(default_factory=dict)
+
+
+class SimilarityEngine:
+    """Deals of many workspaces in one store. Create it, `open()` it before serving
+    (blocking: it opens the collections), `close()` it at shutdown.
+
+    Store calls run in worker threads (`asyncio.to_thread`) so a remote store does
+    not block the event loop; the embedded store holds the GIL during each call,
+    which is short (about a millisecond) except where noted.
+    """
+
+    def __init__(self, store: VectorStore, embedders: Embedders, *, embedder_name: str = EMBEDDER) -> None:
+        self.store = store
+        self.embedders = embedders
+        self.embedder_name = embedder_name
+        self._state = _State()
+        self._lock = threading.Lock()
+        self._listeners: list[WriteListener] = []
+
+    # --- life cycle ---
+
+    def open(self) -> None:
+        """Open every complete collection of the embedder. With none at all, create
+        the current embedder's (empty, hence complete). Blocking."""
+        with self._lock:
+            infos = [c for c in self.store.list_collections() if c.embedder_name == self.embedder_name]
+            if not any(c.complete for c in infos):
+                self._create_first(infos)
+                infos = [c for c in self.store.list_collections() if c.embedder_name == self.embedder_name]
+            for info in infos:
+                if info.complete and info.name not in self._state.open:
+                    self._state.open[info.name] = self.store.open_collection(info.name)
+                    self._state.infos[info.name] = info
+            log.info(
+                "similarity store open",
+                extra={"collections": ", ".join(sorted(self._state.open)) or "none"},
+            )
+
+    def _create_first(self, infos: list[CollectionInfo]) -> None:
+        embedder = self.embedders.current()  # Unavailable until an embedder is loaded
+        existing = next((c for c in infos if (c.embedder_version, c.generation) == (embedder.version, 0)), None)
+        if existing is not None:
+            # A first create that died before it was marked complete: keep it if empty.
+            collection = self.store.open_collection(existing.name)
+            try:
+                empty = collection.points_count() == 0
+            finally:
+                collection.close()
+            if not empty:
+                raise FailedPrecondition(
+                    f"collection {existing.name} is incomplete and no complete collection exists; "
+                    "run `vectoros reindex` to finish it"
+                )
+        else:
+            self.store.create_collection(
+                self.embedder_name, embedder.version, embedder.dimension, meta={"template": TEMPLATE_VERSION}
+            ).close()
+            existing = self.store.list_collections()
+            existing = next(c for c in existing if c.embedder_version == embedder.version and c.generation == 0)
+        self.store.mark_complete(existing.name)
+
+    def adopt(self, name: str) -> None:
+        """Start serving a collection that was completed while the engine ran (the
+        last step of a rebuild). Blocking."""
+        with self._lock:
+            info = next((c for c in self.store.list_collections() if c.name == name), None)
+            if info is None or not info.complete:
+                raise FailedPrecondition(f"collection {name} is not complete")
+            if name not in self._state.open:
+                self._state.open[name] = self.store.open_collection(name)
+                self._state.infos[name] = info
+
+    def retire(self, name: str) -> Collection | None:
+        """Stop serving a collection and hand it back (open) to the caller."""
+        with self._lock:
+            self._state.infos.pop(name, None)
+            return self._state.open.pop(name, None)
+
+    def close(self) -> None:
+        with self._lock:
+            for collection in self._state.open.values():
+                collection.close()
+            self._state = _State()
+
+    def add_write_listener(self, listener: WriteListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_write_listener(self, listener: WriteListener) -> None:
+        self._listeners.remove(listener)
+
+    def collections(self) -> list[CollectionInfo]:
+        """The open (complete) collections, newest first."""
+        return sorted(self._state.infos.values(), key=lambda c: c.order, reverse=True)
+
+    def serving(self) -> tuple[Collection, Embedder]:
+        """The collection requests use now and its embedder: the newest complete
+        collection whose embedder version is loaded."""
+        state = self._state
+        for info in sorted(state.infos.values(), key=lambda c: c.order, reverse=True):
+            embedder = self.embedders.version(info.embedder_version)
+            if embedder is not None:
+                if embedder.dimension != info.dimension:
+                    raise FailedPrecondition(
+                        f"embedder version {embedder.version} makes {embedder.dimension}-dimensional vectors, "
+                        f"collection {info.name} holds {info.dimension}"
+                    )
+                return state.open[info.name], embedder
+        if not state.infos:
+            raise Unavailable("the similarity store is not open")
+        have = ", ".join(f"v{c.embedder_version}" for c in state.infos.values())
+        raise Unavailable(
+            f"no loaded embedder version matches a complete collection (collections: {have}); "
+            "run `vectoros reindex` for the production embedder"
+        )
+
+    def _target(self) -> _Serving:
+        collection, embedder = self.serving()
+        return _Serving(collection, embedder)
+
+    def _notify(self, collection: Collection, point_ids: Sequence[str]) -> None:
+        for listener in list(self._listeners):
+            listener(collection.name, point_ids)
+
+    # --- requests ---
+
+    async def upsert(self, workspace_id: str, records: Sequence[DealRecord]) -> UpsertResult:
+        """Store `records` (already checked; each deal's workspace_id empty or equal)
+        in the served collection. Re-embeds only the deals whose text changed."""
+        _check_workspace(workspace_id)
+        if not 1 <= len(records) <= MAX_UPSERT:
+            raise InvalidInput("deals", f"must hold 1 to {MAX_UPSERT} deals, got {len(records)}")
+        seen: dict[str, int] = {}
+        for index, record in enumerate(records):
+            if record.workspace_id not in ("", workspace_id):
+                raise InvalidInput(f"deals[{index}].workspace_id", "must be empty or equal to the request's")
+            if record.deal_id in seen:
+                raise InvalidInput(f"deals[{index}].id", f"duplicate of deals[{seen[record.deal_id]}].id")
+            seen[record.deal_id] = index
+        target = self._target()
+        stored_records = [_with_workspace(record, workspace_id) for record in records]
+        texts = [deal_to_text(record) for record in stored_records]
+        hashes = [text_sha256(text) for text in texts]
+        ids = [point_id(workspace_id, record.deal_id) for record in stored_records]
+
+        existing = await asyncio.to_thread(target.collection.retrieve, workspace_id, ids, with_vectors=True)
+        kept = {
+            p.point_id: p.vector
+            for p in existing
+            if payload_matches(p, workspace_id) and p.payload.get(TEXT_SHA256) == hashes[ids.index(p.point_id)]
+        }
+        changed = [i for i, pid in enumerate(ids) if pid not in kept]
+        vectors: dict[str, np.ndarray] = dict(kept)
+        if changed:
+            embedded = await target.embedder.embed([texts[i] for i in changed])
+            _check_vectors(embedded, len(changed), target.collection)
+            for row, i in enumerate(changed):
+                vectors[ids[i]] = embedded[row]
+        points = [
+            DealPoint(pid, vectors[pid], deal_payload(workspace_id, record, text_hash))
+            for pid, record, text_hash in zip(ids, stored_records, hashes, strict=True)
+        ]
+        await asyncio.to_thread(self._write, target.collection, points)
+        return UpsertResult(upserted=len(points), unchanged=len(kept), embedder=target.ref)
+
+    def _write(self, collection: Collection, points: Sequence[DealPoint]) -> None:
+        collection.upsert(points)
+        self._notify(collection, [p.point_id for p in points])
+
+    async def delete(self, workspace_id: str, deal_ids: Sequence[str]) -> int:
+        """Remove deals of the workspace by id; unknown ids are ignored. Returns how
+        many stored deals were removed."""
+        _check_workspace(workspace_id)
+        if not 1 <= len(deal_ids) <= MAX_DELETE:
+            raise InvalidInput("deal_ids", f"must hold 1 to {MAX_DELETE} ids, got {len(deal_ids)}")
+        for index, deal_id in enumerate(deal_ids):
+            if not deal_id:
+                raise InvalidInput(f"deal_ids[{index}]", "required")
+        collection, _ = self.serving()
+        ids = list(dict.fromkeys(point_id(workspace_id, deal_id) for deal_id in deal_ids))
+        return await asyncio.to_thread(self._delete, collection, workspace_id, ids)
+
+    def _delete(self, collection: Collection, workspace_id: str, ids: list[str]) -> int:
+        found = [p.point_id for p in collection.retrieve(workspace_id, ids)]
+        collection.delete(workspace_id, found)
+        self._notify(collection, found)
+        return len(found)
+
+    async def find(
+        self,
+        workspace_id: str,
+        query: Query,
+        *,
+        deal_filter: DealFilter = NO_FILTER,
+        top_k: int = 0,
+        min_score: float | None = None,
+    ) -> FindResult:
+        """The `top_k` (0 -> 10) stored deals of the workspace most similar to the
+        query, best first, with a summary. The query deal itself is never a match."""
+        _check_workspace(workspace_id)
+        if not 0 <= top_k <= MAX_TOP_K:
+            raise InvalidInput("top_k", f"must be in [0, {MAX_TOP_K}], got {top_k}")
+        if min_score is not None and not -1.0 <= min_score <= 1.0:
+            raise InvalidInput("min_score", f"must be in [-1, 1], got {min_score}")
+        limit = top_k or DEFAULT_TOP_K
+        target = self._target()
+        collection = target.collection
+        exclude: list[str] = []
+        if query.deal_id is not None:
+            if not query.deal_id:
+                raise InvalidInput("deal_id", "required")
+            pid = point_id(workspace_id, query.deal_id)
+            stored = await asyncio.to_thread(collection.retrieve, workspace_id, [pid], with_vectors=True)
+            if not stored or not payload_matches(stored[0], workspace_id) or stored[0].vector is None:
+                # The same answer whether the id is unknown or another workspace's.
+                raise NotFound(f"deal_id: no deal {query.deal_id!r} in workspace {workspace_id!r}")
+            vector = stored[0].vector
+            exclude.append(pid)
+        elif query.deal is not None:
+            if query.deal.workspace_id not in ("", workspace_id):
+                raise InvalidInput("deal.workspace_id", "must be empty or equal to the request's")
+            vector = await self._embed_one(target, deal_to_text(query.deal))
+            exclude.append(point_id(workspace_id, query.deal.deal_id))
+        else:
+            assert query.text is not None
+            if not query.text.strip():
+                raise InvalidInput("text", "required")
+            if len(query.text.encode("utf-8", "surrogatepass")) > MAX_QUERY_TEXT_BYTES:
+                raise InvalidInput("text", f"at most {MAX_QUERY_TEXT_BYTES} bytes of UTF-8")
+            vector = await self._embed_one(target, query.text)
+        hits = await asyncio.to_thread(
+            collection.search,
+            workspace_id,
+            vector,
+            limit=limit,
+            deal_filter=deal_filter,
+            min_score=min_score,
+            exclude_point_ids=exclude,
+        )
+        matches = [
+            Match(score=min(1.0, max(-1.0, hit.score)), deal=record_from_json(hit.point.payload[RECORD]))
+            for hit in hits
+            if payload_matches(hit.point, workspace_id) and hit.point.point_id not in exclude
+        ]
+        return FindResult(matches=matches, summary=summarize(matches), embedder=target.ref)
+
+    async def _embed_one(self, target: _Serving, text: str) -> np.ndarray:
+        vectors = await target.embedder.embed([text])
+        _check_vectors(vectors, 1, target.collection)
+        return vectors[0]
+
+    async def stats(self, workspace_id: str) -> Stats:
+        """Stored deals of the workspace, in total and by outcome."""
+        _check_workspace(workspace_id)
+        target = self._target()
+
+        def count() -> dict[Outcome, int]:
+            return {outcome: target.collection.count(workspace_id, outcome.value) for outcome in Outcome}
+
+        by_outcome = await asyncio.to_thread(count)
+        return Stats(total=sum(by_outcome.values()), by_outcome=by_outcome, embedder=target.ref)
+
+
+def _check_workspace(workspace_id: str) -> None:
+    if not workspace_id:
+        raise InvalidInput("workspace_id", "required")
+    if len(workspace_id.encode("utf-8", "surrogatepass")) > 128:
+        raise InvalidInput("workspace_id", "at most 128 bytes")
+
+
+def _with_workspace(record: DealRecord, workspace_id: str) -> DealRecord:
+    return record if record.workspace_id == workspace_id else replace(record, workspace_id=workspace_id)
+
+
+def _check_vectors(vectors: np.ndarray, rows: int, collection: Collection) -> None:
+    if vectors.shape != (rows, collection.dimension):
+        raise FailedPrecondition(
+            f"the embedder returned vectors of shape {vectors.shape}; collection {collection.name} "
+            f"holds {collection.dimension}-dimensional vectors"
+        )
+    if not np.all(np.isfinite(vectors)):
+        raise FailedPrecondition("the embedder returned non-finite vectors")

@@ -1,0 +1,364 @@
+"""The Similarity engine over real stores (Qdrant Edge on disk and qdrant-client's
+in-memory mode). The embedder here gives each text a random unit vector seeded by
+its SHA-256: these tests are about storage, isolation and summaries, not about
+what the model thinks is similar (the servicer tests use the real model)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from server.engines.deal_text import deal_to_text
+from server.engines.deals import DealRecord, Outcome, StageChange
+from server.engines.similarity import (
+    Match,
+    Query,
+    SimilarityEngine,
+    record_from_json,
+    record_to_json,
+    summarize,
+)
+from server.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
+from server.stores.base import DealFilter
+from server.stores.edge import EdgeStore
+from server.stores.remote import RemoteStore
+
+DIM = 24
+INDUSTRIES = ("software", "retail", "health")
+STAGES = ("discovery", "proposal", "negotiation")
+
+
+class RandomTextEmbedder:
+    """A unit vector per distinct text (seeded by its hash); counts texts embedded."""
+
+    name = "embedder"
+
+    def __init__(self, version: int = 1, dimension: int = DIM) -> None:
+        self.version = version
+        self.dimension = dimension
+        self.embedded: list[str] = []
+
+    def vector(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(f"{self.version}:{text}".encode()).digest()[:8], "big")
+        vector = np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)
+        return vector / np.linalg.norm(vector)
+
+    async def embed(self, texts):
+        self.embedded.extend(texts)
+        return np.stack([self.vector(text) for text in texts]) if texts else np.empty((0, self.dimension), np.float32)
+
+
+class Loaded:
+    """The embedder versions "loaded": `production` is current."""
+
+    def __init__(self, *embedders: RandomTextEmbedder) -> None:
+        self.by_version = {e.version: e for e in embedders}
+        self.production = embedders[-1] if embedders else None
+
+    def current(self):
+        if self.production is None:
+            raise Unavailable("model 'embedder' is not serving: not loaded yet")
+        return self.production
+
+    def version(self, version: int):
+        return self.by_version.get(version)
+
+
+def deal(i: int, workspace: str = "", **changes) -> DealRecord:
+    record = DealRecord(
+        deal_id=f"d{i}",
+        workspace_id=workspace,
+        name=f"Deal {i}",
+        company=f"Company {i % 17}",
+        industry=INDUSTRIES[i % 3],
+        region="emea",
+        notes=f"notes for deal {i}",
+        value=1_000.0 * (i + 1),
+        currency="USD",
+        stage=STAGES[(i // 3) % 3],
+        outcome=(Outcome.OPEN, Outcome.WON, Outcome.LOST)[(i // 9) % 3],
+    )
+    return replace(record, **changes)
+
+
+@pytest.fixture(params=["edge", "remote"])
+def store(request, tmp_path):
+    made = EdgeStore(tmp_path / "vectors") if request.param == "edge" else RemoteStore.in_memory()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def embedder():
+    return RandomTextEmbedder(1)
+
+
+@pytest.fixture
+def engine(store, embedder):
+    made = SimilarityEngine(store, Loaded(embedder))
+    made.open()
+    yield made
+    made.close()
+
+
+def brute_force(embedder, records, query_vector, exclude=(), limit=10, keep=lambda r: True):
+    candidates = [r for r in records if r.deal_id not in exclude and keep(r)]
+    scores = np.array([embedder.vector(deal_to_text(r)) @ query_vector for r in candidates])
+    order = np.argsort(-scores, kind="stable")[:limit]
+    return [candidates[i].deal_id for i in order], scores[order]
+
+
+async def test_upsert_is_idempotent_and_skips_unchanged_text(engine, embedder):
+    records = [deal(i) for i in range(30)]
+    first = await engine.upsert("acme", records)
+    assert (first.upserted, first.unchanged, first.embedder.version) == (30, 0, 1)
+    assert len(embedder.embedded) == 30
+
+    again = await engine.upsert("acme", records)
+    assert (again.upserted, again.unchanged) == (30, 30)
+    assert len(embedder.embedded) == 30  # nothing re-embedded
+
+    # Won now: not part of the text, so no new vector, but the stored outcome moves.
+    # New notes: re-embedded.
+    changed = [replace(records[0], outcome=Outcome.WON), replace(records[1], notes="a new story")]
+    result = await engine.upsert("acme", changed)
+    assert (result.upserted, result.unchanged) == (2, 1)
+    assert embedder.embedded[-1] == deal_to_text(changed[1])
+    stats = await engine.stats("acme")
+    assert stats.total == 30
+    expected_won = sum(1 for r in records[2:] if r.outcome is Outcome.WON) + 1
+    assert stats.by_outcome[Outcome.WON] == expected_won
+
+
+async def test_find_by_stored_id_matches_brute_force(engine, embedder):
+    records = [deal(i) for i in range(40)]
+    await engine.upsert("acme", records)
+    result = await engine.find("acme", Query(deal_id="d7"), top_k=12)
+    stored = [replace(r, workspace_id="acme") for r in records]
+    query_vector = embedder.vector(deal_to_text(records[7]))
+    expected_ids, expected_scores = brute_force(embedder, stored, query_vector, exclude={"d7"}, limit=12)
+    assert [m.deal.deal_id for m in result.matches] == expected_ids
+    np.testing.assert_allclose([m.score for m in result.matches], expected_scores, atol=1e-5)
+    # Each match carries its stored fields and outcome, exactly as upserted.
+    by_id = {r.deal_id: r for r in stored}
+    assert all(m.deal == by_id[m.deal.deal_id] for m in result.matches)
+    assert result.summary == summarize(result.matches)
+    assert result.embedder.version == 1
+
+
+async def test_find_by_deal_and_by_text(engine, embedder):
+    records = [deal(i) for i in range(25)]
+    await engine.upsert("acme", records)
+    # A stored deal sent by value is excluded too; an unstored one is just embedded.
+    by_deal = await engine.find("acme", Query(deal=records[3]), top_k=5)
+    assert "d3" not in [m.deal.deal_id for m in by_deal.matches] and len(by_deal.matches) == 5
+    probe = deal(99, notes="something else entirely")
+    fresh = await engine.find("acme", Query(deal=probe), top_k=5)
+    expected, _ = brute_force(embedder, records, embedder.vector(deal_to_text(probe)), limit=5)
+    assert [m.deal.deal_id for m in fresh.matches] == expected
+    by_text = await engine.find("acme", Query(text="renewal with procurement"), top_k=3)
+    expected, _ = brute_force(embedder, records, embedder.vector("renewal with procurement"), limit=3)
+    assert [m.deal.deal_id for m in by_text.matches] == expected
+
+
+async def test_filters_and_min_score(engine, embedder):
+    records = [deal(i) for i in range(60)]
+    await engine.upsert("acme", records)
+    deal_filter = DealFilter(
+        industries=("software", "health"), stages=("proposal",), outcomes=("won", "lost"), min_value=5_000.0
+    )
+    result = await engine.find("acme", Query(deal_id="d1"), deal_filter=deal_filter, top_k=100)
+
+    def keep(r):
+        return (
+            r.industry in deal_filter.industries
+            and r.stage in deal_filter.stages
+            and r.outcome.value in deal_filter.outcomes
+            and r.value >= 5_000.0
+        )
+
+    query_vector = embedder.vector(deal_to_text(records[1]))
+    expected, scores = brute_force(embedder, records, query_vector, exclude={"d1"}, limit=100, keep=keep)
+    assert [m.deal.deal_id for m in result.matches] == expected and expected
+    middle = len(scores) // 2
+    threshold = float(scores[middle] + scores[middle + 1]) / 2  # away from float ties
+    above = await engine.find("acme", Query(deal_id="d1"), deal_filter=deal_filter, top_k=100, min_score=threshold)
+    assert [m.deal.deal_id for m in above.matches] == [
+        d for d, s in zip(expected, scores, strict=True) if s >= threshold
+    ]
+
+
+async def test_delete(engine):
+    await engine.upsert("acme", [deal(i) for i in range(10)])
+    assert await engine.delete("acme", ["d1", "d2", "d2", "nope"]) == 2
+    assert (await engine.stats("acme")).total == 8
+    with pytest.raises(NotFound):
+        await engine.find("acme", Query(deal_id="d1"))
+    assert await engine.delete("acme", ["d1"]) == 0
+
+
+async def test_a_workspace_never_sees_changes_or_counts_another(engine, embedder):
+    """Adversarial: the same deal ids in two workspaces, with different content."""
+    acme = [deal(i) for i in range(20)]
+    globex = [deal(i, industry="globex-only", notes=f"globex secret {i}", outcome=Outcome.WON) for i in range(30)]
+    globex.append(deal(500, industry="globex-only"))  # an id acme does not have
+    await engine.upsert("acme", acme)
+    await engine.upsert("globex", globex)
+
+    # Stats count only the workspace's own deals.
+    assert (await engine.stats("acme")).total == 20
+    assert (await engine.stats("globex")).total == 31
+    assert (await engine.stats("umbrella")).total == 0
+
+    # By id: acme's d3 is acme's vector, never globex's d3; globex's d500 is not found,
+    # with the same message as an id nobody has.
+    result = await engine.find("acme", Query(deal_id="d3"), top_k=100)
+    assert {m.deal.workspace_id for m in result.matches} == {"acme"}
+    assert len(result.matches) == 19
+    expected, _ = brute_force(embedder, acme, embedder.vector(deal_to_text(acme[3])), exclude={"d3"}, limit=100)
+    assert [m.deal.deal_id for m in result.matches] == expected
+    with pytest.raises(NotFound) as theirs:
+        await engine.find("acme", Query(deal_id="d500"))
+    with pytest.raises(NotFound) as nobody:
+        await engine.find("acme", Query(deal_id="d999"))
+    assert theirs.value.message.replace("d500", "X") == nobody.value.message.replace("d999", "X")
+
+    # Filters naming only globex's values find nothing in acme, whatever they try.
+    for deal_filter in (
+        DealFilter(industries=("globex-only",)),
+        DealFilter(outcomes=("won",), industries=("globex-only", "software")),
+        DealFilter(min_value=0.0, max_value=1e12, stages=STAGES, industries=(*INDUSTRIES, "globex-only")),
+    ):
+        found = await engine.find("acme", Query(text="globex secret 3"), deal_filter=deal_filter, top_k=100)
+        assert all(m.deal.workspace_id == "acme" for m in found.matches)
+        assert not any("globex" in m.deal.notes for m in found.matches)
+
+    # Deleting through acme with ids globex has removes acme's, never globex's.
+    assert await engine.delete("acme", ["d500"]) == 0
+    assert await engine.delete("acme", ["d1", "d2"]) == 2
+    assert (await engine.stats("globex")).total == 31
+    globex_d1 = await engine.find("globex", Query(deal_id="d2"), top_k=1)
+    assert globex_d1.matches[0].deal.workspace_id == "globex"
+
+    # A deal naming another workspace is refused, not stored anywhere.
+    with pytest.raises(InvalidInput, match=r"deals\[0\].workspace_id"):
+        await engine.upsert("acme", [deal(7, workspace="globex")])
+    with pytest.raises(InvalidInput, match="deal.workspace_id"):
+        await engine.find("acme", Query(deal=deal(7, workspace="globex")))
+    assert (await engine.stats("globex")).total == 31
+
+
+async def test_request_rules(engine):
+    await engine.upsert("acme", [deal(0)])
+    with pytest.raises(InvalidInput, match="workspace_id: required"):
+        await engine.stats("")
+    with pytest.raises(InvalidInput, match="deals: must hold 1 to 256"):
+        await engine.upsert("acme", [])
+    with pytest.raises(InvalidInput, match="deals: must hold 1 to 256"):
+        await engine.upsert("acme", [deal(i) for i in range(257)])
+    with pytest.raises(InvalidInput, match=r"deals\[1\].id: duplicate of deals\[0\].id"):
+        await engine.upsert("acme", [deal(0), deal(0)])
+    with pytest.raises(InvalidInput, match="deal_ids: must hold 1 to 1000"):
+        await engine.delete("acme", [])
+    with pytest.raises(InvalidInput, match="top_k"):
+        await engine.find("acme", Query(text="x"), top_k=101)
+    with pytest.raises(InvalidInput, match="min_score"):
+        await engine.find("acme", Query(text="x"), min_score=1.5)
+    with pytest.raises(InvalidInput, match="text: required"):
+        await engine.find("acme", Query(text="  "))
+    with pytest.raises(InvalidInput, match="query"):
+        Query(text="x", deal_id="d0")
+    with pytest.raises(InvalidInput, match="query"):
+        Query()
+    assert len((await engine.find("acme", Query(text="x"), top_k=0)).matches) == 1  # 0 -> default 10
+
+
+def test_summary_weights_matches_by_similarity():
+    def match(score, outcome):
+        return Match(score, deal(0, outcome=outcome))
+
+    summary = summarize([match(0.9, Outcome.WON), match(0.3, Outcome.LOST), match(0.5, Outcome.OPEN)])
+    assert (summary.won_count, summary.lost_count, summary.open_count) == (1, 1, 1)
+    assert summary.weighted_win_rate == pytest.approx(0.9 / 1.2)
+    assert summary.mean_score == pytest.approx(1.7 / 3)
+    assert summarize([match(0.8, Outcome.OPEN)]).weighted_win_rate == 0.0
+    assert summarize([]).mean_score == 0.0
+    # Only non-positive similarities among closed matches: the plain rate.
+    assert summarize(
+        [match(-0.2, Outcome.WON), match(-0.1, Outcome.LOST), match(-0.3, Outcome.LOST)]
+    ).weighted_win_rate == (pytest.approx(1 / 3))
+
+
+def test_record_round_trips_through_the_payload():
+    at = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    record = DealRecord(
+        deal_id="d1",
+        workspace_id="acme",
+        name="Ünïcode déal",
+        value=12.5,
+        probability=0.3,
+        created_at=at,
+        expected_close_at=at,
+        stage_entered_at=at,
+        stage_history=(StageChange("discovery", at), StageChange("proposal", at)),
+        activity_counts={"emails": 3, "calls": 1},
+        last_activity_at=at,
+        competitor_present=False,
+        outcome=Outcome.LOST,
+        closed_at=at,
+        owner_id="rep-1",
+        contact_count=4,
+        numeric_attributes={"seats": 250.0},
+        categorical_attributes={"lead_source": "webinar"},
+    )
+    assert record_from_json(record_to_json(record)) == record
+
+
+async def test_serves_the_newest_complete_collection_with_a_loaded_embedder(tmp_path):
+    store = EdgeStore(tmp_path)
+    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
+    engine = SimilarityEngine(store, Loaded(v1))
+    engine.open()
+    await engine.upsert("acme", [deal(i) for i in range(5)])
+    engine.close()
+
+    # v2 is production, v1 still loaded: v1's collection serves until v2's is complete.
+    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine.open()
+    assert (await engine.stats("acme")).embedder.version == 1
+    assert (await engine.upsert("acme", [deal(9)])).embedder.version == 1
+    assert v2.embedded == []
+    engine.close()
+
+    # Only v2 loaded and no v2 collection: unavailable, not a search with the wrong model.
+    engine = SimilarityEngine(store, Loaded(v2))
+    engine.open()
+    with pytest.raises(Unavailable, match="reindex"):
+        await engine.stats("acme")
+    # An incomplete v2 collection is not served.
+    building = store.create_collection("embedder", 2, DIM)
+    building.close()
+    engine.close()
+    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine.open()
+    assert (await engine.stats("acme")).embedder.version == 1
+    store.mark_complete("embedder-v2")
+    engine.adopt("embedder-v2")
+    assert (await engine.stats("acme")).embedder.version == 2
+    engine.close()
+
+
+async def test_dimension_mismatch_is_refused(tmp_path):
+    store = EdgeStore(tmp_path)
+    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1, dimension=DIM)))
+    engine.open()
+    engine.close()
+    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1, dimension=DIM + 8)))
+    engine.open()
+    with pytest.raises(FailedPrecondition, match="dimensional"):
+        await engine.upsert("acme", [deal(0)])
+    engine.close()

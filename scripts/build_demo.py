@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from server.models.repository import ModelRepository
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-STEPS: list[tuple[str, list[str]]] = []
+from server.models.repository import ModelRepository  # noqa: E402
 
 
 def vectoros(*args: str) -> None:
@@ -41,7 +43,23 @@ def main() -> int:
     args.models.mkdir(parents=True, exist_ok=True)
     build = args.data_dir / "demo-build"
     build.mkdir(parents=True, exist_ok=True)
-    print("demo models: nothing to build yet (the scorer and embedder land with issues 3 and 4)")
+    if published(args.models, "scorer"):
+        print("demo scorer: already published")
+    else:
+        deals = build / "deals.csv"
+        if not deals.exists():
+            vectoros("synth", "--deals", str(args.deals), "--seed", "1", "--out", str(deals))
+        artifact = build / "scorer"
+        shutil.rmtree(artifact, ignore_errors=True)
+        vectoros("train", "scorer", "--data", str(deals), "--out", str(artifact))
+        vectoros("publish", str(artifact), "--models", str(args.models))
+    if published(args.models, "embedder"):
+        print("demo embedder: already published")
+    else:
+        artifact = build / "embedder"
+        shutil.rmtree(artifact, ignore_errors=True)
+        vectoros("train", "embedder", "--out", str(artifact))
+        vectoros("publish", str(artifact), "--models", str(args.models))
     return 0
 
 

@@ -34,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     from server.models import cli as models_cli
+    from training import embedder, scorer, synth
 
+    synth.add_parser(commands)
+    train = commands.add_parser("train", help="train or export a model artifact (needs the train extra)")
+    trainers = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    scorer.add_parser(trainers)
+    embedder.add_parser(trainers)
     models_cli.add_parser(commands)
     return parser
 

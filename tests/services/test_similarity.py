@@ -1,0 +1,379 @@
+"""SimilarityService over a real channel, with the real embedder (all-MiniLM-L6-v2
+exported to ONNX, cached by `training.embedder.cached_export`) and the real
+Qdrant Edge store on disk: upsert / find / delete / stats, filters, isolation,
+errors, restart persistence, and kill -9 right after an acknowledged upsert."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import grpc
+import pytest
+
+from server.config import ServerConfig
+from server.engines.embedding import load_embedder
+from server.interceptors import ErrorAndLogInterceptor
+from server.models.publish import publish
+from server.models.registry import ModelRegistry
+from server.services.similarity import add_similarity_service
+from training import embedder as embedder_export
+from vectoros.v1 import common_pb2, similarity_pb2, similarity_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+# The servers are fixtures on the session loop; the tests must run on it too.
+on_session_loop = pytest.mark.asyncio(loop_scope="session")
+WON, LOST, OPEN = common_pb2.DEAL_OUTCOME_WON, common_pb2.DEAL_OUTCOME_LOST, common_pb2.DEAL_OUTCOME_OPEN
+
+# Three kinds of deal whose notes a sentence model should tell apart.
+TOPICS = {
+    "health": (
+        "hospital",
+        "Hospital group digitising patient records; clinicians want faster charting and HIPAA audit trails.",
+    ),
+    "logistics": ("freight", "Freight carrier optimising truck routes and warehouse loading docks to cut fuel costs."),
+    "education": (
+        "school",
+        "School district rolling out a learning platform for teachers, homework and student grades.",
+    ),
+}
+
+
+def deal(i: int, topic: str, outcome: int, value: float = 50_000.0, **fields) -> common_pb2.Deal:
+    word, notes = TOPICS[topic]
+    return common_pb2.Deal(
+        id=f"{topic}-{i}",
+        name=f"{word.title()} deal {i}",
+        company=f"{word.title()} Co {i}",
+        industry=topic,
+        stage="proposal" if i % 2 else "negotiation",
+        notes=f"{notes} Deal number {i}.",
+        value=value + 1_000 * i,
+        currency="USD",
+        outcome=outcome,
+        **fields,
+    )
+
+
+def catalogue() -> list[common_pb2.Deal]:
+    deals = []
+    for topic in TOPICS:
+        for i in range(8):
+            deals.append(deal(i, topic, (WON, LOST, OPEN, WON)[i % 4]))
+    return deals
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    publish(embedder_export.cached_export(), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def registry(models) -> ModelRegistry:
+    made = ModelRegistry(models, {"embedder": load_embedder})
+    made.refresh(notify=False)
+    return made
+
+
+class Running:
+    def __init__(self, server, service, channel) -> None:
+        self.server = server
+        self.service = service
+        self.channel = channel
+        self.stub = similarity_pb2_grpc.SimilarityServiceStub(channel)
+
+    async def stop(self) -> None:
+        await self.channel.close()
+        await self.server.stop(None)
+        self.service.close()
+
+
+async def start(registry, data_dir: Path) -> Running:
+    server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
+    service = await add_similarity_service(server, registry, ServerConfig(data_dir=data_dir))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return Running(server, service, grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
+
+
+@pytest.fixture
+async def running(registry, tmp_path):
+    made = await start(registry, tmp_path / "data")
+    yield made
+    await made.stop()
+
+
+@pytest.fixture(scope="module")
+async def shared(registry, tmp_path_factory):
+    """One server for the tests that only send bad requests."""
+    made = await start(registry, tmp_path_factory.mktemp("shared") / "data")
+    yield made
+    await made.stop()
+
+
+async def upsert(stub, workspace, deals):
+    return await stub.UpsertDeals(similarity_pb2.UpsertDealsRequest(workspace_id=workspace, deals=deals))
+
+
+async def find(stub, workspace, **fields):
+    return await stub.FindSimilarDeals(similarity_pb2.FindSimilarDealsRequest(workspace_id=workspace, **fields))
+
+
+@on_session_loop
+async def test_upsert_find_delete_stats(running):
+    stub = running.stub
+    first = await upsert(stub, "acme", catalogue())
+    assert (first.upserted, first.unchanged) == (24, 0)
+    assert (first.embedder.name, first.embedder.version) == ("embedder", 1)
+    again = await upsert(stub, "acme", catalogue())
+    assert (again.upserted, again.unchanged) == (24, 24)
+
+    # The nearest deals to a stored health deal are the other health deals.
+    result = await find(stub, "acme", deal_id="health-3", top_k=7)
+    assert [m.deal.industry for m in result.matches] == ["health"] * 7
+    assert "health-3" not in [m.deal.id for m in result.matches]
+    scores = [m.score for m in result.matches]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    # Stored fields and outcome come back as sent (the workspace filled in).
+    sent = {d.id: d for d in catalogue()}
+    for match in result.matches:
+        expected = common_pb2.Deal()
+        expected.CopyFrom(sent[match.deal.id])
+        expected.workspace_id = "acme"
+        expected.activity_counts.SetInParent()
+        assert match.deal == expected
+    won = sum(1 for m in result.matches if m.deal.outcome == WON)
+    lost = sum(1 for m in result.matches if m.deal.outcome == LOST)
+    summary = result.summary
+    assert (summary.won_count, summary.lost_count, summary.open_count) == (won, lost, 7 - won - lost)
+    won_weight = sum(max(m.score, 0) for m in result.matches if m.deal.outcome == WON)
+    lost_weight = sum(max(m.score, 0) for m in result.matches if m.deal.outcome == LOST)
+    assert summary.weighted_win_rate == pytest.approx(won_weight / (won_weight + lost_weight), abs=1e-6)
+    assert summary.mean_score == pytest.approx(sum(scores) / 7, abs=1e-6)
+
+    # Free text and an unstored deal land on the matching topic too.
+    by_text = await find(stub, "acme", text="trucks, routes and warehouses", top_k=3)
+    assert [m.deal.industry for m in by_text.matches] == ["logistics"] * 3
+    probe = deal(99, "education", OPEN)
+    by_deal = await find(stub, "acme", deal=probe, top_k=3)
+    assert [m.deal.industry for m in by_deal.matches] == ["education"] * 3
+
+    stats = await stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))
+    assert stats.total_deals == 24
+    assert {c.outcome: c.count for c in stats.by_outcome} == {WON: 12, LOST: 6, OPEN: 6}
+    deleted = await stub.DeleteDeals(
+        similarity_pb2.DeleteDealsRequest(workspace_id="acme", deal_ids=["health-0", "health-1", "unknown"])
+    )
+    assert deleted.deleted == 2
+    assert (await stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))).total_deals == 22
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await find(stub, "acme", deal_id="health-0")
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@on_session_loop
+async def test_filters_over_the_wire(running):
+    stub = running.stub
+    await upsert(stub, "acme", catalogue())
+    request = similarity_pb2.SimilarityFilter(
+        industries=["health", "education"],
+        outcomes=[WON, LOST],
+        stages=["proposal"],
+        min_value=52_000,
+        max_value=56_000,
+    )
+    result = await find(stub, "acme", text="hospital records", filter=request, top_k=100)
+    assert result.matches
+    for match in result.matches:
+        d = match.deal
+        assert d.industry in ("health", "education") and d.outcome in (WON, LOST) and d.stage == "proposal"
+        assert 52_000 <= d.value <= 56_000
+    expected = {
+        d.id
+        for d in catalogue()
+        if d.industry in ("health", "education")
+        and d.outcome in (WON, LOST)
+        and d.stage == "proposal"
+        and 52_000 <= d.value <= 56_000
+    }
+    assert {m.deal.id for m in result.matches} == expected
+    cut = result.matches[0].score - 1e-3
+    high = await find(stub, "acme", text="hospital records", filter=request, top_k=100, min_score=cut)
+    assert [m.deal.id for m in high.matches] == [result.matches[0].deal.id]
+
+
+@on_session_loop
+async def test_isolation_over_the_wire(running):
+    stub = running.stub
+    await upsert(stub, "acme", catalogue()[:8])  # health deals
+    theirs = [deal(i, "logistics", WON) for i in range(8)]
+    for d in theirs:
+        d.id = d.id.replace("logistics", "health")  # the same ids as acme's, other content
+    theirs.append(deal(50, "logistics", WON))
+    await upsert(stub, "globex", theirs)
+
+    result = await find(stub, "acme", text="freight trucks and warehouses", top_k=100)
+    assert len(result.matches) == 8 and all(m.deal.workspace_id == "acme" for m in result.matches)
+    assert all(m.deal.industry == "health" for m in result.matches)
+    every_filter = similarity_pb2.SimilarityFilter(
+        industries=["logistics", "health"],
+        stages=["proposal", "negotiation"],
+        outcomes=[WON, LOST, OPEN],
+        min_value=0,
+        max_value=1e12,
+    )
+    result = await find(stub, "acme", text="freight", filter=every_filter, top_k=100)
+    assert {m.deal.workspace_id for m in result.matches} == {"acme"}
+
+    for workspace_id, deal_id in (("acme", "logistics-50"), ("acme", "nobody-has-this")):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await find(stub, workspace_id, deal_id=deal_id)
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "globex" not in error.value.details()
+
+    deleted = await stub.DeleteDeals(similarity_pb2.DeleteDealsRequest(workspace_id="acme", deal_ids=["logistics-50"]))
+    assert deleted.deleted == 0
+    stats = await stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="globex"))
+    assert stats.total_deals == 9
+    assert (await stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))).total_deals == 8
+
+    forged = deal(1, "health", WON, workspace_id="globex")
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await upsert(stub, "acme", [forged])
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith("deals[0].workspace_id:")
+    assert (await stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="globex"))).total_deals == 9
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"workspace_id": "", "text": "x"}, "workspace_id"),
+        ({"workspace_id": "acme"}, "query"),
+        ({"workspace_id": "acme", "text": "x", "top_k": 101}, "top_k"),
+        ({"workspace_id": "acme", "text": "x", "min_score": 1.5}, "min_score"),
+        ({"workspace_id": "acme", "text": "x", "min_score": float("nan")}, "min_score"),
+        ({"workspace_id": "acme", "deal_id": ""}, "deal_id"),
+        ({"workspace_id": "acme", "text": "x", "filter": {"min_value": 5, "max_value": 1}}, "filter.max_value"),
+        ({"workspace_id": "acme", "text": "x", "filter": {"outcomes": [9]}}, "filter.outcomes[0]"),
+        ({"workspace_id": "acme", "deal": {"id": "d", "value": -1}}, "deal.value"),
+    ],
+)
+@on_session_loop
+async def test_bad_find_requests_name_the_field(shared, request_fields, field):
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await find(
+            shared.stub,
+            **{k: v for k, v in request_fields.items() if k != "workspace_id"},
+            workspace=request_fields["workspace_id"],
+        )
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith(f"{field}:")
+
+
+@on_session_loop
+async def test_bad_writes_name_the_field(shared):
+    stub = shared.stub
+    cases = [
+        (upsert(stub, "acme", []), "deals:"),
+        (upsert(stub, "acme", [common_pb2.Deal(id=f"d{i}") for i in range(257)]), "deals:"),
+        (upsert(stub, "acme", [common_pb2.Deal(id="")]), "deals[0].id:"),
+        (upsert(stub, "acme", [common_pb2.Deal(id="a"), common_pb2.Deal(id="a")]), "deals[1].id:"),
+        (stub.DeleteDeals(similarity_pb2.DeleteDealsRequest(workspace_id="acme")), "deal_ids:"),
+        (stub.DeleteDeals(similarity_pb2.DeleteDealsRequest(workspace_id="", deal_ids=["a"])), "workspace_id:"),
+        (stub.GetStats(similarity_pb2.GetStatsRequest()), "workspace_id:"),
+    ]
+    for call, prefix in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details().startswith(prefix), error.value.details()
+
+
+@on_session_loop
+async def test_deals_survive_a_restart(registry, tmp_path):
+    first = await start(registry, tmp_path / "data")
+    await upsert(first.stub, "acme", catalogue())
+    await first.stop()
+    second = await start(registry, tmp_path / "data")
+    try:
+        result = await find(second.stub, "acme", deal_id="education-2", top_k=5)
+        assert [m.deal.industry for m in result.matches] == ["education"] * 5
+        assert (await upsert(second.stub, "acme", catalogue())).unchanged == 24
+    finally:
+        await second.stop()
+
+
+SERVER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    import grpc
+    from server.config import ServerConfig
+    from server.engines.embedding import load_embedder
+    from server.interceptors import ErrorAndLogInterceptor
+    from server.models.registry import ModelRegistry
+    from server.services.similarity import add_similarity_service
+
+    async def main():
+        registry = ModelRegistry(sys.argv[1], {"embedder": load_embedder})
+        registry.refresh(notify=False)
+        server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
+        await add_similarity_service(server, registry, ServerConfig(data_dir=Path(sys.argv[2])))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(port, flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+    """
+)
+
+
+def _spawn(models: Path, data_dir: Path) -> tuple[subprocess.Popen, int]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT, str(models), str(data_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    line = process.stdout.readline()
+    if not line.strip().isdigit():
+        process.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return process, int(line)
+
+
+def test_acknowledged_upserts_survive_kill_9(models, tmp_path):
+    data_dir = tmp_path / "data"
+    process, port = _spawn(models, data_dir)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = similarity_pb2_grpc.SimilarityServiceStub(channel)
+            response = stub.UpsertDeals(similarity_pb2.UpsertDealsRequest(workspace_id="acme", deals=catalogue()))
+            assert response.upserted == 24
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    assert process.returncode == -signal.SIGKILL
+
+    process, port = _spawn(models, data_dir)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = similarity_pb2_grpc.SimilarityServiceStub(channel)
+            stats = stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))
+            assert stats.total_deals == 24
+            result = stub.FindSimilarDeals(
+                similarity_pb2.FindSimilarDealsRequest(workspace_id="acme", deal_id="logistics-1", top_k=3)
+            )
+            assert [m.deal.industry for m in result.matches] == ["logistics"] * 3
+    finally:
+        process.terminate()
+        process.wait(30)

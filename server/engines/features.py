@@ -50,6 +50,8 @@ DATE_SUFFIX = ".days_ago"
 _DAY = 86400.0
 _ALL = "__all__"
 
+_ACTIVITY_FEATURES = tuple(f"activity_{kind}" for kind in ACTIVITY_TYPES)
+
 # Categorical built-in features and the record field each reads.
 BUILTIN_CATEGORICAL = ("stage", "industry", "region", "owner_id", "currency")
 
@@ -75,7 +77,7 @@ BUILTIN_FEATURES = (
     # probability
     "probability",
     # activity
-    *(f"activity_{kind}" for kind in ACTIVITY_TYPES),
+    *_ACTIVITY_FEATURES,
     "activities_total",
     "activities_per_week",
     "meeting_demo_share",
@@ -224,6 +226,15 @@ class FeatureSpec:
     @property
     def width(self) -> int:
         return len(self.features)
+
+    @functools.cached_property
+    def custom_feature_names(self) -> tuple[tuple[tuple[str, str], ...], ...]:
+        """(attribute, feature name) pairs: numeric, categorical, dates (built once per spec)."""
+        return (
+            tuple((n, attribute_feature(n)) for n in self.custom_numeric),
+            tuple((n, attribute_feature(n)) for n in self.custom_categorical),
+            tuple((n, date_feature(n)) for n in self.custom_dates),
+        )
 
     @functools.cached_property
     def codes(self) -> dict[str, dict[str, float]]:
@@ -375,7 +386,7 @@ def _raw_row(record: DealRecord, spec: FeatureSpec, as_of: datetime) -> dict[str
         "stage_regressions": float(sum(b < a for a, b in zip(ranks, ranks[1:], strict=False))) if path else math.nan,
         "days_per_stage": age / visited if visited else math.nan,
         "probability": math.nan if record.probability is None else record.probability,
-        **{f"activity_{kind}": value for kind, value in activity.items()},
+        **dict(zip(_ACTIVITY_FEATURES, activity.values(), strict=True)),
         "activities_total": total,
         "activities_per_week": total / max(age, 1.0) * 7.0 if not math.isnan(age) else math.nan,
         "meeting_demo_share": (
@@ -392,16 +403,17 @@ def _raw_row(record: DealRecord, spec: FeatureSpec, as_of: datetime) -> dict[str
         "notes_negative_cues": float(len(_NEGATIVE_CUES.findall(notes))),
     }
     numeric = record.numeric_attributes
-    for name in spec.custom_numeric:
+    numeric_names, categorical_names, date_names = spec.custom_feature_names
+    for name, feature in numeric_names:
         value = numeric.get(name)
-        row[attribute_feature(name)] = math.nan if value is None else float(value)
-    for name in spec.custom_categorical:
-        row[attribute_feature(name)] = record.categorical_attributes.get(name, "")
-    for name in spec.custom_dates:
+        row[feature] = math.nan if value is None else float(value)
+    for name, feature in categorical_names:
+        row[feature] = record.categorical_attributes.get(name, "")
+    for name, feature in date_names:
         stamp = numeric.get(name)
         days = math.nan if stamp is None else (as_of.timestamp() - stamp) / _DAY
         # A date after the snapshot had not happened yet: unknown, never a hint.
-        row[date_feature(name)] = days if days >= 0 else math.nan
+        row[feature] = days if days >= 0 else math.nan
     return row
 
 

@@ -485,9 +485,17 @@ def _cache_key() -> str:
     """Changes when the exporter, the weights' package or the libraries that shape
     the graph change, so a stale export is never reused."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
+    # The engine measures fidelity and speed at export, so it is part of the key.
+    digest.update(Path(engine_module_file()).read_bytes())
     for package in (SOURCE_PACKAGE, "sentence-transformers", "torch", "onnxruntime", "onnx", "tokenizers"):
         digest.update(f"{package}={importlib.metadata.version(package)};".encode())
     return digest.hexdigest()[:16]
+
+
+def engine_module_file() -> str:
+    from server.engines import embedding as engine
+
+    return engine.__file__
 
 
 def cached_export(root: Path | None = None, *, log=print) -> Path:

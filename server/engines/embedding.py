@@ -194,6 +194,14 @@ class EmbedderSettings:
     `intra_op_threads` 0 means one per core. `sub_batch_size` and
     `max_batch_tokens` bound one session call (texts, and padded tokens: memory
     grows with batch x length, and attention with length squared).
+
+    `sub_batch_size` None picks by precision: 16 for fp32; 1 for int8, because
+    dynamic quantization computes one activation scale per tensor, i.e. over
+    the whole call: batched, a text's int8 vector depends on the other texts
+    (and the padding) it happens to share the call with (cosine down to 0.983
+    between the same text alone and in a batch of 40). Alone, the vector is
+    the same whatever else is in flight, and closer to sentence-transformers
+    (fidelity set: mean cosine 0.9953 vs 0.9947, min 0.986 vs 0.978).
     `allow_spinning` lets onnxruntime's threads spin between calls: faster to
     start each call, but it burns a core the event loop could use.
 
@@ -210,7 +218,7 @@ class EmbedderSettings:
 
     precision: str | None = None
     intra_op_threads: int = 0
-    sub_batch_size: int = 16
+    sub_batch_size: int | None = None
     max_batch_tokens: int = 4096
     allow_spinning: bool = False
     arena: str = "shrink"
@@ -258,7 +266,8 @@ class EmbedderModel:
         from tokenizers import Tokenizer
 
         self.settings = settings or EmbedderSettings()
-        if self.settings.sub_batch_size < 1 or self.settings.max_batch_tokens < max_tokens:
+        self.sub_batch_size = self.settings.sub_batch_size or (1 if precision == "int8" else 16)
+        if self.sub_batch_size < 1 or self.settings.max_batch_tokens < max_tokens:
             raise ValueError("sub_batch_size must be >= 1 and max_batch_tokens >= max_tokens")
         self.name = name
         self.version = version
@@ -333,7 +342,7 @@ class EmbedderModel:
         for position, row in enumerate(order.tolist()):
             size = position - start + 1
             longest = max(longest, int(token_counts[row]))
-            if size > self.settings.sub_batch_size or size * longest > self.settings.max_batch_tokens:
+            if size > self.sub_batch_size or size * longest > self.settings.max_batch_tokens:
                 batches.append(order[start:position])
                 start, longest = position, int(token_counts[row])
         batches.append(order[start:])
@@ -461,6 +470,8 @@ class DynamicBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task] = []
+        # Requests not yet answered, so that close() can answer them all.
+        self._outstanding: set[_Request] = set()
         self._closed = False
 
     @property
@@ -512,8 +523,12 @@ class DynamicBatcher:
             self._pending.append(_Item(request, position, texts[position], key, model))
         assert self._wakeup is not None
         self._wakeup.set()
-        # A cancelled caller cancels the future; its queued texts are then skipped.
-        await request.future
+        self._outstanding.add(request)
+        try:
+            # A cancelled caller cancels the future; its queued texts are then skipped.
+            await request.future
+        finally:
+            self._outstanding.discard(request)
         return request.result()
 
     def _take(self) -> list[_Item]:
@@ -597,9 +612,9 @@ class DynamicBatcher:
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.request.future.done():
-                item.request.future.set_exception(Unavailable("the embedder is shutting down"))
+        self._pending.clear()
+        for request in list(self._outstanding):  # queued, or in a call that was abandoned
+            if not request.future.done():
+                request.future.set_exception(Unavailable("the embedder is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

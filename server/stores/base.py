@@ -137,9 +137,15 @@ class StoreError(Exception):
 
 
 class Collection(ABC):
-    """One collection of deal vectors. Thread-safe; calls block."""
+    """One collection of deal vectors. Thread-safe; calls block.
+
+    `holds_gil`: the adapter's calls keep the GIL for their whole duration (the
+    embedded store), so running them in a worker thread would add a thread hop
+    and free nothing; callers run them inline. False for network I/O.
+    """
 
     info: CollectionInfo
+    holds_gil: bool = False
 
     @property
     def name(self) -> str:

@@ -145,6 +145,8 @@ def _info_json(info: CollectionInfo) -> dict[str, Any]:
 class EdgeCollection(Collection):
     """One Edge shard. `optimize()` is left to the caller (see the module doc)."""
 
+    holds_gil = True
+
     def __init__(self, folder: Path, info: CollectionInfo, shard: qe.EdgeShard) -> None:
         self.folder = folder
         self.info = info

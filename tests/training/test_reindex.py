@@ -1,0 +1,198 @@
+"""Re-embedding stored deals for a new embedder version: the engine's `reindex`
+over both stores, resuming after an interruption, and `vectoros reindex` with the
+real embedder artifact published twice."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from server.engines.deal_text import deal_to_text
+from server.engines.deals import DealRecord, Outcome
+from server.engines.similarity import Query, SimilarityEngine, record_from_json, reindex
+from server.errors import FailedPrecondition
+from server.stores.base import RECORD
+from server.stores.edge import EdgeStore
+from server.stores.remote import RemoteStore
+
+DIM = 16
+
+
+class RandomTextEmbedder:
+    """A unit vector per (version, text), seeded by its hash."""
+
+    name = "embedder"
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.dimension = DIM
+        self.texts: list[str] = []
+
+    def vector(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(f"{self.version}:{text}".encode()).digest()[:8], "big")
+        vector = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+        return vector / np.linalg.norm(vector)
+
+    def embed_sync(self, texts):
+        self.texts.extend(texts)
+        return np.stack([self.vector(text) for text in texts])
+
+    async def embed(self, texts):
+        return self.embed_sync(texts)
+
+
+class Loaded:
+    def __init__(self, *embedders) -> None:
+        self.by_version = {e.version: e for e in embedders}
+        self.production = embedders[-1]
+
+    def current(self):
+        return self.production
+
+    def version(self, version):
+        return self.by_version.get(version)
+
+
+def deals(count: int) -> list[DealRecord]:
+    return [
+        DealRecord(deal_id=f"d{i}", name=f"Deal {i}", notes=f"notes {i}", outcome=(Outcome.WON, Outcome.LOST)[i % 2])
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(params=["edge", "remote"])
+def store(request, tmp_path):
+    made = EdgeStore(tmp_path / "vectors") if request.param == "edge" else RemoteStore.in_memory()
+    yield made
+    made.close()
+
+
+async def _fill(store, v1, count=50):
+    engine = SimilarityEngine(store, Loaded(v1))
+    engine.open()
+    await engine.upsert("acme", deals(count))
+    await engine.upsert("globex", deals(count // 2))
+    engine.close()
+
+
+async def test_reindex_re_embeds_everything_and_completes_last(store):
+    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
+    await _fill(store, v1)
+    seen = []
+
+    def progress(done, total):
+        seen.append((done, total))
+        if isinstance(store, RemoteStore):  # the Edge source is locked while it is read
+            engine = SimilarityEngine(store, Loaded(v1, v2))
+            engine.open()
+            assert engine.serving()[1].version == 1  # v2 is not complete yet
+            engine.close()
+
+    result = reindex(store, 2, DIM, v2.embed_sync, batch_size=20, progress=progress)
+    assert (result.source, result.target, result.embedded, result.total) == ("embedder-v1", "embedder-v2", 75, 75)
+    assert seen[-1] == (75, 75) and len(seen) == 4
+    assert {c.name: c.complete for c in store.list_collections()} == {"embedder-v1": True, "embedder-v2": True}
+
+    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine.open()
+    assert engine.serving()[1].version == 2
+    found = await engine.find("acme", Query(deal_id="d3"), top_k=100)
+    assert found.embedder.version == 2 and len(found.matches) == 49
+    expected = sorted(
+        (d for d in deals(50) if d.deal_id != "d3"),
+        key=lambda d: -float(v2.vector(deal_to_text(d)) @ v2.vector(deal_to_text(deals(50)[3]))),
+    )
+    assert [m.deal.deal_id for m in found.matches] == [d.deal_id for d in expected]
+    assert found.matches[0].deal == replace(expected[0], workspace_id="acme")
+    assert (await engine.stats("globex")).total == 25
+    engine.close()
+
+    again = reindex(store, 2, DIM, v2.embed_sync)
+    assert again.embedded == 0 and again.total == 75
+
+
+async def test_an_interrupted_reindex_resumes(tmp_path):
+    store = EdgeStore(tmp_path)
+    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
+    await _fill(store, v1)
+
+    def stop_after_two_batches(done, total):
+        if done >= 40:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reindex(store, 2, DIM, v2.embed_sync, batch_size=20, progress=stop_after_two_batches)
+    assert {c.name: c.complete for c in store.list_collections()} == {"embedder-v1": True, "embedder-v2": False}
+    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine.open()
+    assert engine.serving()[1].version == 1
+    engine.close()
+
+    v2.texts.clear()
+    result = reindex(store, 2, DIM, v2.embed_sync, batch_size=20)
+    assert (result.embedded, result.total) == (35, 75)
+    collection = store.open_collection("embedder-v2")
+    page, _ = collection.scroll(limit=100, with_vectors=True)
+    for point in page:
+        record = record_from_json(point.payload[RECORD])
+        np.testing.assert_allclose(point.vector, v2.vector(deal_to_text(record)), atol=1e-6)
+    collection.close()
+
+
+async def test_reindex_refuses_a_dimension_mismatch(tmp_path):
+    store = EdgeStore(tmp_path)
+    store.create_collection("embedder", 2, DIM + 1).close()
+    with pytest.raises(FailedPrecondition, match="dimensional"):
+        reindex(store, 2, DIM, RandomTextEmbedder(2).embed_sync)
+
+
+def test_vectoros_reindex_with_the_real_embedder(tmp_path, capsys):
+    import asyncio
+
+    from server.engines.embedding import load_embedder
+    from server.models.publish import publish
+    from server.models.registry import ModelRegistry
+    from server.services.similarity import RegistryEmbedders
+    from training import embedder as embedder_export
+    from training import reindex as reindex_cli
+
+    models, data_dir = tmp_path / "models", tmp_path / "data"
+    artifact = embedder_export.cached_export()
+    publish(artifact, models)
+    registry = ModelRegistry(models, {"embedder": load_embedder})
+    registry.refresh(notify=False)
+    store = EdgeStore(data_dir / "vectors")
+    engine = SimilarityEngine(store, RegistryEmbedders(registry))
+    engine.open()
+    asyncio.run(engine.upsert("acme", deals(20)))
+    engine.close()
+    publish(artifact, models, force=True)  # the same weights as version 2: a new collection all the same
+
+    parser = argparse.ArgumentParser()
+    reindex_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["reindex", "--data-dir", str(data_dir), "--models", str(models), "--quiet"])
+
+    held = store.open_collection("embedder-v1")  # as a running server would
+    assert args.func(args) == 1
+    assert "open in another process" in capsys.readouterr().err
+    held.close()
+
+    assert args.func(args) == 0
+    assert "embedder-v2: 20 deals from embedder-v1, 20 embedded" in capsys.readouterr().out
+    assert args.func(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    registry.refresh(notify=False)
+    engine = SimilarityEngine(EdgeStore(data_dir / "vectors"), RegistryEmbedders(registry))
+    engine.open()
+    result = asyncio.run(engine.find("acme", Query(deal_id="d1"), top_k=3))
+    assert result.embedder.version == 2 and len(result.matches) == 3
+    engine.close()
+
+    args = parser.parse_args(["reindex", "--data-dir", str(data_dir), "--models", str(models), "--quiet", "--drop-old"])
+    assert args.func(args) == 0
+    assert [c.name for c in EdgeStore(data_dir / "vectors").list_collections()] == ["embedder-v2"]

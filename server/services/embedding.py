@@ -1,0 +1,177 @@
+"""EmbeddingService: protobuf in, batcher call, protobuf out.
+
+Register it with `add_to_server(servicer, server)`, not the generated
+`add_EmbeddingServiceServicer_to_server`: `Embed` is parsed with its texts as
+bytes, so that a text that is not valid UTF-8 is answered INVALID_ARGUMENT
+naming its index (`texts[3]: not valid UTF-8 ...`). protobuf itself rejects
+the whole message without saying which text, and gRPC reports that as an
+internal error.
+
+Version choice: each request takes one `LoadedModel` from the registry when it
+starts and every text of it goes to that model, so a version swap never mixes
+versions inside a response nor loses a request in flight. The canary share is
+by request (the SHA-256 of its texts), so a retried request gets the same version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from server.engines.deal_text import TEMPLATE_VERSION, deal_to_text
+from server.engines.embedding import MAX_TEXTS, DynamicBatcher, EmbedBatchResult, check_texts
+from server.errors import InvalidInput
+from server.services.convert import deal_from_proto, time_to_proto
+from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+
+MODEL = "embedder"
+SERVICE = "vectoros.v1.EmbeddingService"
+
+
+def _wire_message(name: str, field_name: str) -> type:
+    """A message with the same field number as `EmbedRequest.texts` but typed bytes:
+    identical on the wire, and parsing it never checks UTF-8."""
+    proto = descriptor_pb2.FileDescriptorProto(name=f"vectoros_internal/{name}.proto", package="vectoros.internal")
+    message = proto.message_type.add(name=name)
+    message.field.add(
+        name=field_name,
+        number=embedding_pb2.EmbedRequest.DESCRIPTOR.fields_by_name["texts"].number,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"vectoros.internal.{name}"))
+
+
+EmbedRequestWire = _wire_message("EmbedRequestWire", "texts")
+
+
+class _Unparsable:
+    """Stands in for a request protobuf could not parse, so the handler can answer
+    INVALID_ARGUMENT instead of gRPC's generic deserialization failure."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(parse):
+    def deserialize(data: bytes):
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return _Unparsable(str(exc))
+
+    return deserialize
+
+
+class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
+    """`registry` (a `server.models.registry.ModelRegistry`) picks the embedder
+    version; `batcher` shares model calls between concurrent requests (one per
+    process: its queue bound is the process's). Call `close()` on shutdown."""
+
+    def __init__(self, registry, batcher: DynamicBatcher) -> None:
+        self._registry = registry
+        self._batcher = batcher
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    async def Embed(self, request, context: grpc.aio.ServicerContext):
+        _parsed(request, "texts")
+        texts = check_texts(request.texts)
+        loaded = self._registry.select(MODEL, _routing_key(texts))
+        result = await self._batcher.embed(loaded.model, texts)
+        return embedding_pb2.EmbedResponse(
+            embeddings=_embeddings(result), dimension=loaded.model.dimension, model=_ref(loaded)
+        )
+
+    async def EmbedDeals(self, request, context: grpc.aio.ServicerContext):
+        _parsed(request, "deals")
+        if not 1 <= len(request.deals) <= MAX_TEXTS:
+            raise InvalidInput("deals", f"must hold 1 to {MAX_TEXTS} deals, got {len(request.deals)}")
+        now = datetime.now(UTC)
+        texts = [deal_to_text(deal_from_proto(deal, f"deals[{i}]", now)) for i, deal in enumerate(request.deals)]
+        loaded = self._registry.select(MODEL, _routing_key(texts))
+        result = await self._batcher.embed(loaded.model, texts)
+        return embedding_pb2.EmbedDealsResponse(
+            embeddings=_embeddings(result),
+            dimension=loaded.model.dimension,
+            model=_ref(loaded),
+            template_version=TEMPLATE_VERSION,
+        )
+
+    async def GetModelInfo(self, request, context: grpc.aio.ServicerContext):
+        loaded = self._registry.select(MODEL)
+        manifest = loaded.manifest
+        model = loaded.model
+        return embedding_pb2.EmbeddingServiceGetModelInfoResponse(
+            info=common_pb2.ModelInfo(
+                model=_ref(loaded),
+                kind=manifest.kind,
+                created_time=time_to_proto(manifest.created_time),
+                metrics=manifest.metrics,
+                features=[f"text: UTF-8, at most {model.max_tokens} tokens (longer texts are cut)"],
+                labels=[loaded.label] if loaded.label else [],
+                package_version=manifest.package_version,
+                training_data_sha256=manifest.training_data["sha256"],
+            ),
+            dimension=model.dimension,
+            max_tokens=model.max_tokens,
+            template_version=TEMPLATE_VERSION,
+            precision=model.precision,
+        )
+
+
+def add_to_server(servicer: EmbeddingServicer, server) -> None:
+    """Register `servicer` on `server` with the lenient request parsing above."""
+    handlers = {
+        "Embed": grpc.unary_unary_rpc_method_handler(
+            servicer.Embed,
+            request_deserializer=_lenient(EmbedRequestWire.FromString),
+            response_serializer=embedding_pb2.EmbedResponse.SerializeToString,
+        ),
+        "EmbedDeals": grpc.unary_unary_rpc_method_handler(
+            servicer.EmbedDeals,
+            request_deserializer=_lenient(embedding_pb2.EmbedDealsRequest.FromString),
+            response_serializer=embedding_pb2.EmbedDealsResponse.SerializeToString,
+        ),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetModelInfo,
+            request_deserializer=embedding_pb2.EmbeddingServiceGetModelInfoRequest.FromString,
+            response_serializer=embedding_pb2.EmbeddingServiceGetModelInfoResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+
+
+def _parsed(request, field: str) -> None:
+    if isinstance(request, _Unparsable):
+        raise InvalidInput(field, f"the request could not be parsed ({request.error})")
+
+
+def _routing_key(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _ref(loaded) -> common_pb2.ModelRef:
+    return common_pb2.ModelRef(name=loaded.name, version=loaded.version)
+
+
+def _embeddings(result: EmbedBatchResult) -> list[embedding_pb2.Embedding]:
+    return [
+        embedding_pb2.Embedding(values=vector, token_count=count, truncated=truncated)
+        for vector, count, truncated in zip(
+            result.vectors.tolist(), result.token_counts.tolist(), result.truncated.tolist(), strict=True
+        )
+    ]

@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -263,8 +263,9 @@ class _Serving:
         return EmbedderRef(self.embedder.name, self.embedder.version)
 
 
-# Called with (collection name, point ids) after every write, from the writing thread.
-WriteListener = Callable[[str, Sequence[str]], None]
+# Called with (collection name, workspace, point ids) after every write, from the
+# writing thread.
+WriteListener = Callable[[str, str, Sequence[str]], None]
 
 
 @dataclass
@@ -290,6 +291,7 @@ class SimilarityEngine:
         self._state = _State()
         self._lock = threading.Lock()
         self._listeners: list[WriteListener] = []
+        self._rebuilding = False
 
     # --- life cycle ---
 
@@ -298,6 +300,8 @@ class SimilarityEngine:
         the current embedder's (empty, hence complete). Blocking."""
         with self._lock:
             infos = [c for c in self.store.list_collections() if c.embedder_name == self.embedder_name]
+            if not self._state.open and not self._rebuilding:
+                infos = self._drop_leftovers(infos)
             if not any(c.complete for c in infos):
                 self._create_first(infos)
                 infos = [c for c in self.store.list_collections() if c.embedder_name == self.embedder_name]
@@ -309,6 +313,25 @@ class SimilarityEngine:
                 "similarity store open",
                 extra={"collections": ", ".join(sorted(self._state.open)) or "none"},
             )
+
+    def _drop_leftovers(self, infos: list[CollectionInfo]) -> list[CollectionInfo]:
+        """Remove what an interrupted rebuild left: an incomplete later generation, or
+        a generation superseded by a complete later one of the same version."""
+        newest: dict[int, int] = {}
+        for info in infos:
+            if info.complete:
+                newest[info.embedder_version] = max(newest.get(info.embedder_version, 0), info.generation)
+        kept = []
+        for info in infos:
+            leftover = (info.generation > 0 and not info.complete) or (
+                info.complete and info.generation < newest[info.embedder_version]
+            )
+            if leftover:
+                log.info("dropping leftover collection", extra={"collection": info.name})
+                self.store.drop_collection(info.name)
+            else:
+                kept.append(info)
+        return kept
 
     def _create_first(self, infos: list[CollectionInfo]) -> None:
         embedder = self.embedders.current()  # Unavailable until an embedder is loaded
@@ -391,9 +414,20 @@ class SimilarityEngine:
         collection, embedder = self.serving()
         return _Serving(collection, embedder)
 
-    def _notify(self, collection: Collection, point_ids: Sequence[str]) -> None:
+    def _notify(self, collection: Collection, workspace_id: str, point_ids: Sequence[str]) -> None:
         for listener in list(self._listeners):
-            listener(collection.name, point_ids)
+            listener(collection.name, workspace_id, point_ids)
+
+    def _current(self, target: _Serving) -> Collection:
+        """The collection to use after an await: a rebuild may have swapped in a new
+        generation (same vectors), or a reindex a new embedder version (then the
+        vectors of this request are of the wrong version: the caller retries)."""
+        collection, embedder = self.serving()
+        if embedder.version != target.embedder.version:
+            raise Unavailable(
+                f"the similarity store moved to embedder version {embedder.version} during the request; retry"
+            )
+        return collection
 
     # --- requests ---
 
@@ -433,12 +467,13 @@ class SimilarityEngine:
             DealPoint(pid, vectors[pid], deal_payload(workspace_id, record, text_hash))
             for pid, record, text_hash in zip(ids, stored_records, hashes, strict=True)
         ]
-        await _call(target.collection, self._write, target.collection, points)
+        collection = self._current(target)
+        await _call(collection, self._write, collection, workspace_id, points)
         return UpsertResult(upserted=len(points), unchanged=len(kept), embedder=target.ref)
 
-    def _write(self, collection: Collection, points: Sequence[DealPoint]) -> None:
+    def _write(self, collection: Collection, workspace_id: str, points: Sequence[DealPoint]) -> None:
         collection.upsert(points)
-        self._notify(collection, [p.point_id for p in points])
+        self._notify(collection, workspace_id, [p.point_id for p in points])
 
     async def delete(self, workspace_id: str, deal_ids: Sequence[str]) -> int:
         """Remove deals of the workspace by id; unknown ids are ignored. Returns how
@@ -456,7 +491,7 @@ class SimilarityEngine:
     def _delete(self, collection: Collection, workspace_id: str, ids: list[str]) -> int:
         found = [p.point_id for p in collection.retrieve(workspace_id, ids)]
         collection.delete(workspace_id, found)
-        self._notify(collection, found)
+        self._notify(collection, workspace_id, found)
         return len(found)
 
     async def find(
@@ -501,6 +536,7 @@ class SimilarityEngine:
             if len(query.text.encode("utf-8", "surrogatepass")) > MAX_QUERY_TEXT_BYTES:
                 raise InvalidInput("text", f"at most {MAX_QUERY_TEXT_BYTES} bytes of UTF-8")
             vector = await self._embed_one(target, query.text)
+        collection = self._current(target)
         hits = await _call(
             collection,
             collection.search,
@@ -533,6 +569,101 @@ class SimilarityEngine:
 
         by_outcome = await _call(target.collection, count)
         return Stats(total=sum(by_outcome.values()), by_outcome=by_outcome, embedder=target.ref)
+
+    # --- indexing the embedded store without stopping it ---
+
+    def needs_rebuild(self, threshold: int) -> bool:
+        """Whether the served collection has `threshold` or more points that no
+        vector index covers, and is one this engine must index itself."""
+        try:
+            collection, _ = self.serving()
+        except (Unavailable, FailedPrecondition):
+            return False
+        return collection.holds_gil and not self._rebuilding and collection.unindexed_count() >= threshold
+
+    async def rebuild(
+        self, optimize: Callable[[Collection], Awaitable[None]], *, page_size: int = 128, retire_after: float = 5.0
+    ) -> str | None:
+        """Copy the served collection into its next generation, index the copy with
+        `optimize` (which must not hold this process's GIL: see
+        `server.stores.edge.optimize_elsewhere`), catch up with the writes made
+        meanwhile, then switch to it and drop the old one `retire_after` seconds
+        later (requests still holding it finish first). Returns the new
+        collection's name, or None when the store indexes on its own.
+
+        Writes go on during the rebuild: every write to the old collection is noted
+        and copied again before the switch; the last catch-up, the completion mark
+        and the switch run without yielding to the event loop, so no write falls
+        between them. Only for stores whose calls run inline (`holds_gil`).
+        """
+        source, embedder = self.serving()
+        if not source.holds_gil or self._rebuilding:
+            return None
+        self._rebuilding = True
+        info = source.info
+        dirty: dict[str, set[str]] = {}
+
+        def note(name: str, workspace_id: str, point_ids: Sequence[str]) -> None:
+            if name == info.name:
+                dirty.setdefault(workspace_id, set()).update(point_ids)
+
+        target: Collection | None = None
+        self.add_write_listener(note)
+        try:
+            target = self.store.create_collection(
+                info.embedder_name, info.embedder_version, info.dimension, info.meta, generation=info.generation + 1
+            )
+            offset: str | None = None
+            while True:  # in slices, so requests run between them
+                page, offset = source.scroll(offset, page_size, with_vectors=True)
+                target.upsert(page)
+                if offset is None:
+                    break
+                await asyncio.sleep(0)
+            target.flush()
+            target.close()
+            await optimize(target)
+            target = self.store.open_collection(target.name)
+            for _ in range(3):  # writes made while the copy was indexed
+                if not dirty:
+                    break
+                batch = dict(dirty)
+                dirty.clear()
+                _copy_points(source, target, batch)
+                await asyncio.sleep(0)
+            # From here to the switch: no await.
+            _copy_points(source, target, dirty)
+            dirty.clear()
+            self.store.mark_complete(target.name)
+            with self._lock:
+                self._state.open[target.name] = target
+                self._state.infos[target.name] = replace(target.info, complete=True)
+                self._state.open.pop(info.name, None)
+                self._state.infos.pop(info.name, None)
+        except BaseException:
+            if target is not None:
+                target.close()
+                self.store.drop_collection(target.name)
+            raise
+        finally:
+            self.remove_write_listener(note)
+            self._rebuilding = False
+        log.info("similarity collection rebuilt", extra={"collection": target.name, "replaces": info.name})
+
+        def retire() -> None:
+            source.close()
+            self.store.drop_collection(info.name)
+
+        asyncio.get_running_loop().call_later(retire_after, retire)
+        return target.name
+
+
+def _copy_points(source: Collection, target: Collection, dirty: dict[str, set[str]]) -> None:
+    """Make `target` hold what `source` holds for these points (copy or delete)."""
+    for workspace_id, ids in dirty.items():
+        present = source.retrieve(workspace_id, list(ids), with_vectors=True)
+        target.upsert(present)
+        target.delete(workspace_id, list(ids - {p.point_id for p in present}))
 
 
 async def _call(collection: Collection, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

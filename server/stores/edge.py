@@ -24,9 +24,11 @@ What the engine does and does not do for us (qdrant-edge-py 0.9.0, measured):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import sys
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -315,3 +317,40 @@ class EdgeStore(VectorStore):
             # Remove the marker first: a crash half-way leaves a folder that is ignored.
             (folder / INFO_FILE).unlink(missing_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
+
+
+async def optimize_elsewhere(collection: Collection) -> None:
+    """Build the HNSW index of a *closed* Edge collection in a child process, so
+    the optimizer holds the child's GIL, not the server's. Raises `StoreError`."""
+    assert isinstance(collection, EdgeCollection)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.stores.edge",
+        "optimize",
+        str(collection.folder / SHARD_DIR),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    if process.returncode != 0:
+        raise StoreError(f"optimizing {collection.name} failed: {stderr.decode(errors='replace')[-2000:]}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m server.stores.edge optimize SHARD_DIR``: what `optimize_elsewhere` runs."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] != "optimize":
+        print("usage: python -m server.stores.edge optimize SHARD_DIR", file=sys.stderr)
+        return 2
+    shard = qe.EdgeShard.load(args[1])
+    try:
+        shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

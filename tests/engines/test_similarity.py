@@ -5,6 +5,7 @@ what the model thinks is similar (the servicer tests use the real model)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -361,4 +362,63 @@ async def test_dimension_mismatch_is_refused(tmp_path):
     engine.open()
     with pytest.raises(FailedPrecondition, match="dimensional"):
         await engine.upsert("acme", [deal(0)])
+    engine.close()
+
+
+async def test_rebuild_indexes_a_copy_while_writes_go_on(tmp_path):
+    from server.stores.edge import optimize_elsewhere
+
+    store = EdgeStore(tmp_path)
+    embedder = RandomTextEmbedder(1)
+    engine = SimilarityEngine(store, Loaded(embedder))
+    engine.open()
+    await engine.upsert("acme", [deal(i) for i in range(200)])
+    await engine.upsert("globex", [deal(i) for i in range(50)])
+    globex_before = await engine.find("globex", Query(deal_id="d5"), top_k=20)
+    assert engine.needs_rebuild(100) and not engine.needs_rebuild(1_000)
+
+    rebuild = asyncio.create_task(engine.rebuild(optimize_elsewhere, retire_after=0))
+    written = 0
+    while not rebuild.done():  # add one deal and delete another, over and over
+        await engine.upsert("acme", [deal(1000 + written)])
+        assert await engine.delete("acme", [f"d{written}"]) == 1
+        written += 1
+        await asyncio.sleep(0.005)
+    assert await rebuild == "embedder-v1-g1"
+    assert written > 0  # the writes really overlapped the rebuild
+
+    assert (await engine.stats("acme")).total == 200
+    assert (await engine.stats("globex")).total == 50
+    for i in range(written):
+        await engine.find("acme", Query(deal_id=f"d{1000 + i}"), top_k=1)
+        with pytest.raises(NotFound):
+            await engine.find("acme", Query(deal_id=f"d{i}"))
+    globex_after = await engine.find("globex", Query(deal_id="d5"), top_k=20)
+    assert globex_after.matches == globex_before.matches
+    await asyncio.sleep(0.05)  # the old generation is retired once requests are done with it
+    assert [c.name for c in store.list_collections()] == ["embedder-v1-g1"]
+    engine.close()
+
+    engine = SimilarityEngine(EdgeStore(tmp_path), Loaded(embedder))
+    engine.open()
+    assert engine.serving()[0].name == "embedder-v1-g1"
+    assert (await engine.stats("acme")).total == 200
+    engine.close()
+
+
+@pytest.mark.parametrize("later_complete", [False, True])
+async def test_open_drops_what_an_interrupted_rebuild_left(tmp_path, later_complete):
+    store = EdgeStore(tmp_path)
+    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1)))
+    engine.open()
+    await engine.upsert("acme", [deal(i) for i in range(3)])
+    engine.close()
+    store.create_collection("embedder", 1, DIM, generation=1).close()
+    if later_complete:
+        store.mark_complete("embedder-v1-g1")
+    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1)))
+    engine.open()
+    survivor = "embedder-v1-g1" if later_complete else "embedder-v1"
+    assert [c.name for c in store.list_collections()] == [survivor]
+    assert engine.serving()[0].name == survivor
     engine.close()

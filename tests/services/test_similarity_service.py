@@ -5,6 +5,7 @@ errors, restart persistence, and kill -9 right after an acknowledged upsert."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -377,3 +378,26 @@ def test_acknowledged_upserts_survive_kill_9(models, tmp_path):
     finally:
         process.terminate()
         process.wait(30)
+
+
+@on_session_loop
+async def test_maintenance_indexes_the_embedded_store_while_it_serves(running):
+    await upsert(running.stub, "acme", catalogue())
+    engine = running.service.engine
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.service.maintain(stop, interval=0.05, threshold=10))
+    try:
+        for _ in range(600):
+            if engine.serving()[0].name != "embedder-v1":
+                break
+            # Requests keep being answered while the copy is made and indexed.
+            result = await find(running.stub, "acme", deal_id="health-3", top_k=3)
+            assert [m.deal.industry for m in result.matches] == ["health"] * 3
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert engine.serving()[0].name.startswith("embedder-v1-g")
+    result = await find(running.stub, "acme", deal_id="health-3", top_k=7)
+    assert [m.deal.industry for m in result.matches] == ["health"] * 7
+    assert (await running.stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))).total_deals == 24

@@ -292,6 +292,7 @@ class SimilarityEngine:
         self._lock = threading.Lock()
         self._listeners: list[WriteListener] = []
         self._rebuilding = False
+        self._retired: set[str] = set()  # replaced by a rebuild: never reopened by `open()`
 
     # --- life cycle ---
 
@@ -306,7 +307,7 @@ class SimilarityEngine:
                 self._create_first(infos)
                 infos = [c for c in self.store.list_collections() if c.embedder_name == self.embedder_name]
             for info in infos:
-                if info.complete and info.name not in self._state.open:
+                if info.complete and info.name not in self._state.open and info.name not in self._retired:
                     self._state.open[info.name] = self.store.open_collection(info.name)
                     self._state.infos[info.name] = info
             log.info(
@@ -581,23 +582,59 @@ class SimilarityEngine:
             return False
         return collection.holds_gil and not self._rebuilding and collection.unindexed_count() >= threshold
 
-    async def rebuild(
-        self, optimize: Callable[[Collection], Awaitable[None]], *, page_size: int = 128, retire_after: float = 5.0
-    ) -> str | None:
-        """Copy the served collection into its next generation, index the copy with
-        `optimize` (which must not hold this process's GIL: see
-        `server.stores.edge.optimize_elsewhere`), catch up with the writes made
-        meanwhile, then switch to it and drop the old one `retire_after` seconds
-        later (requests still holding it finish first). Returns the new
-        collection's name, or None when the store indexes on its own.
+    def needs_reindex(self) -> bool:
+        """Whether the production embedder is newer than every open collection (its
+        own collection is missing or incomplete)."""
+        try:
+            current = self.embedders.current()
+        except Unavailable:
+            return False
+        collections = self.collections()
+        return bool(collections) and collections[0].embedder_version < current.version and not self._rebuilding
 
-        Writes go on during the rebuild: every write to the old collection is noted
-        and copied again before the switch; the last catch-up, the completion mark
-        and the switch run without yielding to the event loop, so no write falls
-        between them. Only for stores whose calls run inline (`holds_gil`).
+    async def rebuild(
+        self,
+        optimize: Callable[[Collection], Awaitable[None]],
+        *,
+        embedder: Embedder | None = None,
+        page_size: int = 128,
+        retire_after: float = 5.0,
+        max_rounds: int = 50,
+    ) -> str | None:
+        """Build the served collection again while it serves, then switch to it.
+
+        Without `embedder`: copy it (vectors and payloads) into its next generation
+        (``embedder-v3-g1``) to index it. With `embedder` (a newer version): re-embed
+        every deal into that version's collection, the in-server form of
+        `vectoros reindex` (resumes an interrupted build by text hash).
+
+        The new collection is indexed by `optimize`, which must not hold this
+        process's GIL (`server.stores.edge.optimize_elsewhere` runs it in a child
+        process). Writes go on meanwhile: each write to the old collection is noted
+        and redone in the new one; once a catch-up round ends with nothing new
+        noted, the completion mark and the switch follow without yielding to the
+        event loop, so no acknowledged write is left behind. A request that made
+        its vectors with the old version before the switch fails with
+        `Unavailable` (retry) instead of writing them to the new collection. The old
+        collection is closed `retire_after` seconds later (requests holding it
+        finish first) and dropped if it was an older generation of the same version.
+
+        Returns the new collection's name, or None when there is nothing to do (a
+        store that indexes on its own, or a rebuild already running). Only for
+        stores whose calls run inline (`holds_gil`).
         """
-        source, embedder = self.serving()
-        if not source.holds_gil or self._rebuilding:
+        if self._rebuilding:
+            return None
+        if embedder is None:
+            source, _ = self.serving()
+        else:
+            # The newest older collection, served or not: its records are re-rendered
+            # and embedded again, so its own embedder need not be loaded.
+            older = [c for c in self.collections() if c.embedder_version < embedder.version]
+            if not older:
+                return None
+            source = self._state.open[older[0].name]
+        if not source.holds_gil:
             return None
         self._rebuilding = True
         info = source.info
@@ -607,55 +644,93 @@ class SimilarityEngine:
             if name == info.name:
                 dirty.setdefault(workspace_id, set()).update(point_ids)
 
+        async def catch_up(batch: dict[str, set[str]]) -> None:
+            if embedder is None:
+                _copy_points(source, target, batch)
+                return
+            for workspace_id, ids in batch.items():
+                present = source.retrieve(workspace_id, list(ids))
+                if present:
+                    await _reembed_async(present, target, embedder)
+                target.delete(workspace_id, list(ids - {p.point_id for p in present}))
+
         target: Collection | None = None
         self.add_write_listener(note)
         try:
-            target = self.store.create_collection(
-                info.embedder_name, info.embedder_version, info.dimension, info.meta, generation=info.generation + 1
-            )
+            target = self._open_target(info, embedder)
             offset: str | None = None
             while True:  # in slices, so requests run between them
-                page, offset = source.scroll(offset, page_size, with_vectors=True)
-                target.upsert(page)
+                page, offset = source.scroll(offset, page_size, with_vectors=embedder is None)
+                if embedder is None:
+                    target.upsert(page)
+                    await asyncio.sleep(0)
+                elif page:
+                    await _reembed_async(page, target, embedder)
                 if offset is None:
                     break
-                await asyncio.sleep(0)
             target.flush()
             target.close()
             await optimize(target)
             target = self.store.open_collection(target.name)
-            for _ in range(3):  # writes made while the copy was indexed
-                if not dirty:
-                    break
+            rounds = 0
+            while dirty:
+                rounds += 1
+                if rounds > max_rounds:
+                    raise Unavailable(f"writes kept coming during {max_rounds} catch-up rounds; rebuild later")
                 batch = dict(dirty)
                 dirty.clear()
-                _copy_points(source, target, batch)
-                await asyncio.sleep(0)
-            # From here to the switch: no await.
-            _copy_points(source, target, dirty)
-            dirty.clear()
+                await catch_up(batch)
+            # Nothing left to redo and, from here to the switch, no await.
             self.store.mark_complete(target.name)
             with self._lock:
                 self._state.open[target.name] = target
                 self._state.infos[target.name] = replace(target.info, complete=True)
                 self._state.open.pop(info.name, None)
                 self._state.infos.pop(info.name, None)
+                self._retired.add(info.name)
         except BaseException:
             if target is not None:
                 target.close()
-                self.store.drop_collection(target.name)
+                if embedder is None:  # a re-embedding resumes from what it wrote
+                    self.store.drop_collection(target.name)
             raise
         finally:
             self.remove_write_listener(note)
             self._rebuilding = False
         log.info("similarity collection rebuilt", extra={"collection": target.name, "replaces": info.name})
+        same_version = embedder is None
 
         def retire() -> None:
             source.close()
-            self.store.drop_collection(info.name)
+            if same_version:
+                self.store.drop_collection(info.name)
 
         asyncio.get_running_loop().call_later(retire_after, retire)
         return target.name
+
+    def _open_target(self, info: CollectionInfo, embedder: Embedder | None) -> Collection:
+        if embedder is None:
+            return self.store.create_collection(
+                info.embedder_name, info.embedder_version, info.dimension, info.meta, generation=info.generation + 1
+            )
+        existing = next(
+            (
+                c
+                for c in self.store.list_collections()
+                if c.embedder_name == info.embedder_name and (c.embedder_version, c.generation) == (embedder.version, 0)
+            ),
+            None,
+        )
+        if existing is None:
+            return self.store.create_collection(
+                info.embedder_name, embedder.version, embedder.dimension, meta={"template": TEMPLATE_VERSION}
+            )
+        if existing.dimension != embedder.dimension:
+            raise FailedPrecondition(
+                f"collection {existing.name} holds {existing.dimension}-dimensional vectors, "
+                f"embedder version {embedder.version} makes {embedder.dimension}"
+            )
+        return self.store.open_collection(existing.name)
 
 
 def _copy_points(source: Collection, target: Collection, dirty: dict[str, set[str]]) -> None:
@@ -800,7 +875,20 @@ def _copy_reembedded(
             return embedded
 
 
-def _reembed_page(page: Sequence[DealPoint], target: Collection, embed: Callable[[Sequence[str]], np.ndarray]) -> int:
+@dataclass
+class _Reembed:
+    """One page to re-embed: what the target already holds with the same text is
+    kept (`vectors`); `changed` rows need the embedder."""
+
+    page: Sequence[DealPoint]
+    records: list[DealRecord]
+    texts: list[str]
+    hashes: list[str]
+    vectors: dict[str, np.ndarray]
+    changed: list[int]
+
+
+def _plan_reembed(page: Sequence[DealPoint], target: Collection) -> _Reembed:
     records = [record_from_json(point.payload[RECORD]) for point in page]
     texts = [deal_to_text(record) for record in records]
     hashes = [text_sha256(text) for text in texts]
@@ -815,16 +903,32 @@ def _reembed_page(page: Sequence[DealPoint], target: Collection, embed: Callable
             if stored.payload.get(TEXT_SHA256) == wanted[stored.point_id] and stored.vector is not None:
                 kept[stored.point_id] = stored.vector
     changed = [i for i, point in enumerate(page) if point.point_id not in kept]
-    vectors = dict(kept)
-    if changed:
-        embedded = np.asarray(embed([texts[i] for i in changed]), dtype=np.float32)
-        _check_vectors(embedded, len(changed), target)
-        for row, i in enumerate(changed):
-            vectors[page[i].point_id] = embedded[row]
+    return _Reembed(page, records, texts, hashes, kept, changed)
+
+
+def _finish_reembed(plan: _Reembed, target: Collection, embedded: np.ndarray | None) -> int:
+    if plan.changed:
+        assert embedded is not None
+        embedded = np.asarray(embedded, dtype=np.float32)
+        _check_vectors(embedded, len(plan.changed), target)
+        for row, i in enumerate(plan.changed):
+            plan.vectors[plan.page[i].point_id] = embedded[row]
     target.upsert(
         [
-            DealPoint(point.point_id, vectors[point.point_id], deal_payload(point.workspace_id, record, text_hash))
-            for point, record, text_hash in zip(page, records, hashes, strict=True)
+            DealPoint(point.point_id, plan.vectors[point.point_id], deal_payload(point.workspace_id, record, text_hash))
+            for point, record, text_hash in zip(plan.page, plan.records, plan.hashes, strict=True)
         ]
     )
-    return len(changed)
+    return len(plan.changed)
+
+
+def _reembed_page(page: Sequence[DealPoint], target: Collection, embed: Callable[[Sequence[str]], np.ndarray]) -> int:
+    plan = _plan_reembed(page, target)
+    embedded = embed([plan.texts[i] for i in plan.changed]) if plan.changed else None
+    return _finish_reembed(plan, target, embedded)
+
+
+async def _reembed_async(page: Sequence[DealPoint], target: Collection, embedder: Embedder) -> int:
+    plan = _plan_reembed(page, target)
+    embedded = await embedder.embed([plan.texts[i] for i in plan.changed]) if plan.changed else None
+    return _finish_reembed(plan, target, embedded)

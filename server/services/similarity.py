@@ -226,24 +226,37 @@ class SimilarityService:
             return
         self._opened = True
 
-    async def maintain(self, stop: asyncio.Event, *, interval: float = 60.0, threshold: int = 20_000) -> None:
-        """Until `stop` is set, every `interval` seconds: when the served embedded
-        collection has `threshold` or more points outside the HNSW index (exact
-        search slows down with them: ~5 ms at 10,000 per workspace), rebuild it with
-        the index built in a child process (`SimilarityEngine.rebuild`). Each
-        rebuild copies the whole collection, so the threshold keeps them rare."""
+    async def maintain(
+        self, stop: asyncio.Event, *, interval: float = 60.0, threshold: int = 20_000, reindex: bool = False
+    ) -> None:
+        """Until `stop` is set, now and then every `interval` seconds:
+
+        - with `reindex`, when the production embedder is newer than the stored
+          collections, re-embed the stored deals into its collection while serving
+          from the old one (the in-server `vectoros reindex`; at start too);
+        - when the served embedded collection has `threshold` or more points outside
+          the HNSW index (exact search slows down with them: ~5 ms at 10,000 per
+          workspace), rebuild it with the index built in a child process. Each
+          rebuild copies the whole collection, so the threshold keeps them rare.
+        Failures are logged and retried at the next turn; the old collection serves.
+        """
         while not stop.is_set():
+            if not self._opened:
+                await asyncio.to_thread(self.refresh)
+            if self._opened:
+                try:
+                    if reindex and self.engine.needs_reindex():
+                        current = self.engine.embedders.current()
+                        log.info("re-embedding stored deals", extra={"embedder_version": current.version})
+                        await self.engine.rebuild(optimize_elsewhere, embedder=current)
+                    elif self.engine.needs_rebuild(threshold):
+                        await self.engine.rebuild(optimize_elsewhere)
+                except Exception:
+                    log.exception("similarity rebuild failed")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-                return
             except TimeoutError:
                 pass
-            if not self._opened or not self.engine.needs_rebuild(threshold):
-                continue
-            try:
-                await self.engine.rebuild(optimize_elsewhere)
-            except Exception:  # keep serving from the old collection; try again later
-                log.exception("similarity rebuild failed")
 
     def close(self) -> None:
         self.engine.close()

@@ -422,3 +422,49 @@ async def test_open_drops_what_an_interrupted_rebuild_left(tmp_path, later_compl
     assert [c.name for c in store.list_collections()] == [survivor]
     assert engine.serving()[0].name == survivor
     engine.close()
+
+
+async def test_reindex_inside_the_server_while_writes_go_on(tmp_path):
+    from server.stores.edge import optimize_elsewhere
+
+    store = EdgeStore(tmp_path)
+    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
+    engine = SimilarityEngine(store, Loaded(v1, v2))
+    store.create_collection("embedder", 1, DIM).close()
+    store.mark_complete("embedder-v1")
+    engine.open()
+    await engine.upsert("acme", [deal(i) for i in range(150)])
+    assert engine.serving()[1].version == 1
+
+    rebuild = asyncio.create_task(engine.rebuild(optimize_elsewhere, embedder=v2, page_size=32, retire_after=0))
+    written = 0
+    while not rebuild.done():
+        try:
+            result = await engine.upsert("acme", [deal(1000 + written)])
+        except Unavailable:  # embedded with v1 just before the switch: the client retries
+            continue
+        assert result.embedder.version in (1, 2)
+        await engine.delete("acme", [f"d{written}"])
+        written += 1
+        await asyncio.sleep(0.005)
+    assert await rebuild == "embedder-v2"
+    assert written > 0
+
+    assert engine.serving()[1].version == 2
+    assert (await engine.stats("acme")).total == 150
+    collection = engine.serving()[0]
+    offset, seen = None, 0
+    while True:
+        page, offset = collection.scroll(offset, 100, with_vectors=True)
+        for point in page:
+            record = record_from_json(point.payload["record"])
+            np.testing.assert_allclose(point.vector, v2.vector(deal_to_text(record)), atol=1e-6)
+            assert not (record.deal_id.startswith("d") and int(record.deal_id[1:]) < written)
+        seen += len(page)
+        if offset is None:
+            break
+    assert seen == 150
+    await asyncio.sleep(0.05)
+    # The old version's collection stays on disk (complete) for a rollback.
+    assert {c.name: c.complete for c in store.list_collections()} == {"embedder-v1": True, "embedder-v2": True}
+    engine.close()

@@ -401,3 +401,41 @@ async def test_maintenance_indexes_the_embedded_store_while_it_serves(running):
     result = await find(running.stub, "acme", deal_id="health-3", top_k=7)
     assert [m.deal.industry for m in result.matches] == ["health"] * 7
     assert (await running.stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))).total_deals == 24
+
+
+@on_session_loop
+async def test_a_new_embedder_version_is_reindexed_by_the_server(tmp_path):
+    models, data_dir = tmp_path / "models", tmp_path / "data"
+    artifact = embedder_export.cached_export()
+    publish(artifact, models)
+    first = ModelRegistry(models, {"embedder": load_embedder})
+    first.refresh(notify=False)
+    old = await start(first, data_dir)
+    await upsert(old.stub, "acme", catalogue())
+    await old.stop()
+
+    publish(artifact, models, force=True)  # version 2 (the same weights: a new collection all the same)
+    registry = ModelRegistry(models, {"embedder": load_embedder})
+    registry.refresh(notify=False)  # a fresh start loads production (v2) only
+    new = await start(registry, data_dir)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await find(new.stub, "acme", deal_id="health-3")
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE  # v1's vectors, no v1 embedder
+        stop = asyncio.Event()
+        task = asyncio.create_task(new.service.maintain(stop, interval=0.05, reindex=True))
+        try:
+            for _ in range(600):
+                if new.service.ready():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+        result = await find(new.stub, "acme", deal_id="health-3", top_k=7)
+        assert result.embedder.version == 2
+        assert [m.deal.industry for m in result.matches] == ["health"] * 7
+        stats = await new.stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))
+        assert (stats.total_deals, stats.embedder.version) == (24, 2)
+    finally:
+        await new.stop()

@@ -629,8 +629,11 @@ def run(args: argparse.Namespace) -> int:
         f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f}, log loss {m['log_loss']:.4f}, F1 {m['f1']:.4f}"
     )
     print(f"ONNX parity max |dp| {m['onnx_parity_max_abs_diff']:.2e}; report: {result.out_dir / REPORT_FILE}")
+    by_reason: dict[str, list[str]] = {}
     for name, reason in result.spec.excluded.items():
-        print(f"left out {name}: {reason}")
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        print(f"left out ({reason}): {', '.join(names)}")
     return 0
 
 

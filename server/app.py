@@ -19,12 +19,15 @@ from grpc_reflection.v1alpha import reflection
 
 from server import logs
 from server.config import MIB, ServerConfig
-from server.engines.embedding import load_embedder
+from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder
 from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.registry import ModelRegistry
+from server.services.embedding import EmbeddingServicer
+from server.services.embedding import add_to_server as add_embedding_service
 from server.services.forecast import ForecastServicer
 from server.services.scoring import ScoringServicer
+from server.services.similarity import SimilarityService, add_similarity_service
 from vectoros.v1 import (
     embedding_pb2,
     forecast_pb2,
@@ -48,33 +51,39 @@ EMBEDDING = _full_name(embedding_pb2, "EmbeddingService")
 SIMILARITY = _full_name(similarity_pb2, "SimilarityService")
 INSIGHT = _full_name(insight_pb2, "InsightService")
 SERVICES = (EMBEDDING, SIMILARITY, SCORING, FORECAST, INSIGHT)
-# A model-backed service is SERVING while a production version of its model is loaded.
-MODEL_OF_SERVICE = {SCORING: "scorer", EMBEDDING: "embedder"}
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass
 class VectorOSServer:
-    """A gRPC server with its health service and background tasks."""
+    """A gRPC server with its health service, models, stores and background tasks."""
 
     grpc_server: grpc.aio.Server
     health: health.aio.HealthServicer
     config: ServerConfig
     registry: ModelRegistry
+    embedding: EmbeddingServicer
+    similarity: SimilarityService
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
         await self.grpc_server.start()
         self.tasks.append(asyncio.create_task(self.registry.run(self.config.model_poll_seconds, self.stopping)))
+        self.tasks.append(
+            asyncio.create_task(self.similarity.maintain(self.stopping, reindex=self.config.reindex_on_start))
+        )
 
     async def stop(self, grace: float | None = None) -> None:
-        """Mark everything NOT_SERVING, stop taking calls, drain, clean up."""
+        """Mark everything NOT_SERVING, stop taking calls, drain, then close the
+        batcher and the stores (after the calls that use them have finished)."""
         self.stopping.set()
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(self.config.grace_seconds if grace is None else grace)
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.embedding.close()
+        await asyncio.to_thread(self.similarity.close)
 
     async def wait_for_termination(self) -> None:
         await self.grpc_server.wait_for_termination()
@@ -102,24 +111,43 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     # repository is fine (the model-backed services stay NOT_SERVING).
     await asyncio.to_thread(registry.refresh, notify=False)
 
+    # One batcher per process: its queue bound is the process's, and the
+    # similarity service's embeddings share it with Embed calls.
+    batcher = DynamicBatcher(
+        BatcherConfig(
+            max_batch_size=config.embed_max_batch,
+            max_wait_ms=config.embed_max_wait_ms,
+            max_queue=config.embed_max_queue,
+        )
+    )
+    embedding = EmbeddingServicer(registry, batcher)
+    add_embedding_service(embedding, server)
+    similarity = await add_similarity_service(server, registry, config, batcher)
     forecast_pb2_grpc.add_ForecastServiceServicer_to_server(ForecastServicer(), server)
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(registry), server)
-    # Services whose issue has not landed are not registered: gRPC answers
-    # UNIMPLEMENTED for them, and their health says NOT_SERVING.
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    for name in SERVICES:
-        await health_servicer.set(name, NOT_SERVING)
-    await health_servicer.set(FORECAST, SERVING)
+    # InsightService is not registered until its issue lands: gRPC answers
+    # UNIMPLEMENTED and its health says NOT_SERVING.
+
+    def serving() -> dict[str, bool]:
+        return {
+            FORECAST: True,
+            SCORING: registry.status("scorer").production is not None,
+            EMBEDDING: registry.status("embedder").production is not None,
+            SIMILARITY: similarity.ready(),
+            INSIGHT: False,
+        }
+
+    async def update_health() -> None:
+        for name, up in serving().items():
+            await health_servicer.set(name, SERVING if up else NOT_SERVING)
 
     async def model_changed(model_name: str) -> None:
-        for service, needed in MODEL_OF_SERVICE.items():
-            if needed == model_name and service in registered:
-                serving = registry.status(model_name).production is not None
-                await health_servicer.set(service, SERVING if serving else NOT_SERVING)
+        if model_name == "embedder" and not similarity.opened():
+            await asyncio.to_thread(similarity.refresh)
+        await update_health()
 
-    registered = {SCORING}
-    for model_name in set(MODEL_OF_SERVICE.values()):
-        await model_changed(model_name)
+    await health_servicer.set("", SERVING)
+    await update_health()
     loop = asyncio.get_running_loop()
     # `run()` calls listeners on the event loop's thread.
     registry.add_listener(lambda model_name: loop.create_task(model_changed(model_name)))
@@ -128,7 +156,15 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     port = server.add_insecure_port(config.address)
     if port == 0:
         raise SystemExit(f"cannot bind {config.address}")
-    return VectorOSServer(grpc_server=server, health=health_servicer, config=config, registry=registry), port
+    app = VectorOSServer(
+        grpc_server=server,
+        health=health_servicer,
+        config=config,
+        registry=registry,
+        embedding=embedding,
+        similarity=similarity,
+    )
+    return app, port
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -37,6 +37,9 @@ class ServerConfig:
     # Qdrant server URL for the similarity store; empty uses the embedded store.
     qdrant_url: str = ""
     qdrant_api_key: str = ""
+    # Re-embed stored deals into the new embedder's collection when a new
+    # embedder version is in production (searches use the old one meanwhile).
+    reindex_on_start: bool = False
     # Dynamic batching of embeddings.
     embed_max_batch: int = 32
     embed_max_wait_ms: float = 2.0
@@ -63,6 +66,7 @@ _HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "qdrant_url": "Qdrant server URL; empty = embedded store under --data-dir",
     "qdrant_api_key": "Qdrant API key",
+    "reindex_on_start": "re-embed stored deals when the embedder version changes (vectoros reindex in the server)",
     "embed_max_batch": "largest embedding batch",
     "embed_max_wait_ms": "longest wait to fill an embedding batch, ms",
     "embed_max_queue": "texts waiting for the embedder before RESOURCE_EXHAUSTED",
@@ -88,6 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = type(default) if not isinstance(default, Path) else Path
         if f.name in SECRETS:
             continue  # secrets come from the environment only, never from argv (visible in ps)
+        if kind is bool:
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{_HELP[f.name]} (env {env_name(f.name)}=1; default {default})",
+            )
+            continue
         parser.add_argument(
             flag, type=kind, default=None, help=f"{_HELP[f.name]} (env {env_name(f.name)}; default {default})"
         )
@@ -103,7 +115,7 @@ def from_namespace(args: argparse.Namespace, environ: dict[str, str] | None = No
         if value is None and env_name(f.name) in environ:
             raw = environ[env_name(f.name)]
             try:
-                value = kind(raw)
+                value = _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError:
                 raise SystemExit(f"{env_name(f.name)}: cannot read {raw!r} as {kind.__name__}") from None
         if value is not None:
@@ -111,6 +123,15 @@ def from_namespace(args: argparse.Namespace, environ: dict[str, str] | None = No
     config = ServerConfig(**values)
     _check(config)
     return config
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
 
 
 def _check(config: ServerConfig) -> None:

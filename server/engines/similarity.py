@@ -293,6 +293,7 @@ class SimilarityEngine:
         self._listeners: list[WriteListener] = []
         self._rebuilding = False
         self._retired: set[str] = set()  # replaced by a rebuild: never reopened by `open()`
+        self._retiring: dict[str, Collection] = {}  # replaced, closed a little later
 
     # --- life cycle ---
 
@@ -376,9 +377,10 @@ class SimilarityEngine:
 
     def close(self) -> None:
         with self._lock:
-            for collection in self._state.open.values():
+            for collection in [*self._state.open.values(), *self._retiring.values()]:
                 collection.close()
             self._state = _State()
+            self._retiring.clear()
 
     def add_write_listener(self, listener: WriteListener) -> None:
         self._listeners.append(listener)
@@ -700,7 +702,12 @@ class SimilarityEngine:
         log.info("similarity collection rebuilt", extra={"collection": target.name, "replaces": info.name})
         same_version = embedder is None
 
+        self._retiring[info.name] = source
+
         def retire() -> None:
+            with self._lock:
+                if self._retiring.pop(info.name, None) is None:
+                    return  # the engine was closed first
             source.close()
             if same_version:
                 self.store.drop_collection(info.name)

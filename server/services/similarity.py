@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import grpc
@@ -200,6 +200,7 @@ class SimilarityService:
     def __init__(self, engine: SimilarityEngine) -> None:
         self.engine = engine
         self._opened = False
+        self._listeners: list[Callable[[], None]] = []
 
     def opened(self) -> bool:
         return self._opened
@@ -212,6 +213,18 @@ class SimilarityService:
         except Exception:  # any reason (no embedder, wrong dimension) means not ready
             return False
         return True
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (on the event loop) after the served collection changed:
+        the store opened, a rebuild or a reindex switched collections. Health uses it."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:
+                log.exception("similarity listener failed")
 
     def refresh(self) -> None:
         """Open the store if it is not open yet and an embedder is loaded. Blocking;
@@ -243,16 +256,18 @@ class SimilarityService:
         while not stop.is_set():
             if not self._opened:
                 await asyncio.to_thread(self.refresh)
+                if self._opened:
+                    self._changed()
             if self._opened:
-                try:
-                    if reindex and self.engine.needs_reindex():
-                        current = self.engine.embedders.current()
-                        log.info("re-embedding stored deals", extra={"embedder_version": current.version})
-                        await self.engine.rebuild(optimize_elsewhere, embedder=current)
-                    elif self.engine.needs_rebuild(threshold):
-                        await self.engine.rebuild(optimize_elsewhere)
-                except Exception:
-                    log.exception("similarity rebuild failed")
+                work = None
+                if reindex and self.engine.needs_reindex():
+                    current = self.engine.embedders.current()
+                    log.info("re-embedding stored deals", extra={"embedder_version": current.version})
+                    work = self.engine.rebuild(optimize_elsewhere, embedder=current)
+                elif self.engine.needs_rebuild(threshold):
+                    work = self.engine.rebuild(optimize_elsewhere)
+                if work is not None and await _until_stopped(work, stop):
+                    self._changed()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:
@@ -261,6 +276,27 @@ class SimilarityService:
     def close(self) -> None:
         self.engine.close()
         self.engine.store.close()
+
+
+async def _until_stopped(work: Awaitable[str | None], stop: asyncio.Event) -> bool:
+    """Run a rebuild until it ends or `stop` is set (then cancel it: its child
+    process is killed and what it built is dropped or kept for resuming).
+    Returns whether it switched collections; failures are logged."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+    try:
+        return task.result() is not None
+    except Exception:  # keep serving from the old collection; try again later
+        log.exception("similarity rebuild failed")
+        return False
 
 
 async def add_similarity_service(

@@ -332,7 +332,12 @@ async def optimize_elsewhere(collection: Collection) -> None:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await process.communicate()
+    try:
+        _, stderr = await process.communicate()
+    except asyncio.CancelledError:  # shutting down: the child must not outlive us
+        process.kill()
+        await process.wait()
+        raise
     if process.returncode != 0:
         raise StoreError(f"optimizing {collection.name} failed: {stderr.decode(errors='replace')[-2000:]}")
 

@@ -384,6 +384,8 @@ def test_acknowledged_upserts_survive_kill_9(models, tmp_path):
 async def test_maintenance_indexes_the_embedded_store_while_it_serves(running):
     await upsert(running.stub, "acme", catalogue())
     engine = running.service.engine
+    changes = []
+    running.service.add_listener(lambda: changes.append(engine.serving()[0].name))
     stop = asyncio.Event()
     task = asyncio.create_task(running.service.maintain(stop, interval=0.05, threshold=10))
     try:
@@ -398,6 +400,7 @@ async def test_maintenance_indexes_the_embedded_store_while_it_serves(running):
         stop.set()
         await task
     assert engine.serving()[0].name.startswith("embedder-v1-g")
+    assert changes and changes[0] == "embedder-v1-g1"  # health hears of the switch
     result = await find(running.stub, "acme", deal_id="health-3", top_k=7)
     assert [m.deal.industry for m in result.matches] == ["health"] * 7
     assert (await running.stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))).total_deals == 24
@@ -439,3 +442,56 @@ async def test_a_new_embedder_version_is_reindexed_by_the_server(tmp_path):
         assert (stats.total_deals, stats.embedder.version) == (24, 2)
     finally:
         await new.stop()
+
+
+def test_the_real_server_keeps_acknowledged_deals_through_kill_9(models, tmp_path):
+    """`vectoros serve` itself (skipped until server.app registers the service)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from serverproc import start_server
+
+    args = ("--data-dir", str(tmp_path / "data"), "--models", str(models))
+    server = start_server(*args)
+    try:
+        with server.channel() as channel:
+            stub = similarity_pb2_grpc.SimilarityServiceStub(channel)
+            try:
+                stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"), timeout=30)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    pytest.skip("SimilarityService is not registered in server.app yet")
+                raise
+            response = stub.UpsertDeals(similarity_pb2.UpsertDealsRequest(workspace_id="acme", deals=catalogue()))
+            assert response.upserted == 24
+    finally:
+        server.process.kill()
+        server.process.wait(30)
+    server = start_server(*args)
+    try:
+        with server.channel() as channel:
+            stub = similarity_pb2_grpc.SimilarityServiceStub(channel)
+            request = similarity_pb2.FindSimilarDealsRequest(workspace_id="acme", deal_id="education-1", top_k=3)
+            result = stub.FindSimilarDeals(request, timeout=30)
+            assert [m.deal.industry for m in result.matches] == ["education"] * 3
+    finally:
+        server.terminate()
+
+
+@on_session_loop
+async def test_stopping_cancels_a_rebuild_and_leaves_the_store_as_it_was(running):
+    await upsert(running.stub, "acme", catalogue())
+    engine = running.service.engine
+    changes = []
+    running.service.add_listener(lambda: changes.append(engine.serving()[0].name))
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.service.maintain(stop, interval=0.01, threshold=10))
+    for _ in range(500):
+        if engine._rebuilding:
+            break
+        await asyncio.sleep(0.005)
+    assert engine._rebuilding
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert not engine._rebuilding and changes == []
+    assert engine.serving()[0].name == "embedder-v1"
+    assert [c.name for c in engine.store.list_collections()] == ["embedder-v1"]
+    assert (await running.stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"))).total_deals == 24

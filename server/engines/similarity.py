@@ -307,10 +307,13 @@ class SimilarityEngine:
             if not any(c.complete for c in infos):
                 self._create_first(infos)
                 infos = [c for c in self.store.list_collections() if c.embedder_name == self.embedder_name]
+            opened, known = dict(self._state.open), dict(self._state.infos)
             for info in infos:
-                if info.complete and info.name not in self._state.open and info.name not in self._retired:
-                    self._state.open[info.name] = self.store.open_collection(info.name)
-                    self._state.infos[info.name] = info
+                if info.complete and info.name not in opened and info.name not in self._retired:
+                    opened[info.name] = self.store.open_collection(info.name)
+                    known[info.name] = info
+            # Replaced whole, never mutated: requests read `_state` without the lock.
+            self._state = _State(opened, known)
             log.info(
                 "similarity store open",
                 extra={"collections": ", ".join(sorted(self._state.open)) or "none"},
@@ -366,14 +369,8 @@ class SimilarityEngine:
             if info is None or not info.complete:
                 raise FailedPrecondition(f"collection {name} is not complete")
             if name not in self._state.open:
-                self._state.open[name] = self.store.open_collection(name)
-                self._state.infos[name] = info
-
-    def retire(self, name: str) -> Collection | None:
-        """Stop serving a collection and hand it back (open) to the caller."""
-        with self._lock:
-            self._state.infos.pop(name, None)
-            return self._state.open.pop(name, None)
+                collection = self.store.open_collection(name)
+                self._state = _State({**self._state.open, name: collection}, {**self._state.infos, name: info})
 
     def close(self) -> None:
         with self._lock:
@@ -685,10 +682,11 @@ class SimilarityEngine:
             # Nothing left to redo and, from here to the switch, no await.
             self.store.mark_complete(target.name)
             with self._lock:
-                self._state.open[target.name] = target
-                self._state.infos[target.name] = replace(target.info, complete=True)
-                self._state.open.pop(info.name, None)
-                self._state.infos.pop(info.name, None)
+                opened = {k: v for k, v in self._state.open.items() if k != info.name}
+                known = {k: v for k, v in self._state.infos.items() if k != info.name}
+                opened[target.name] = target
+                known[target.name] = replace(target.info, complete=True)
+                self._state = _State(opened, known)
                 self._retired.add(info.name)
         except BaseException:
             if target is not None:

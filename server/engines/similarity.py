@@ -312,12 +312,10 @@ class SimilarityEngine:
                 if info.complete and info.name not in opened and info.name not in self._retired:
                     opened[info.name] = self.store.open_collection(info.name)
                     known[info.name] = info
+            if opened.keys() != self._state.open.keys():
+                log.info("similarity store open", extra={"collections": ", ".join(sorted(opened))})
             # Replaced whole, never mutated: requests read `_state` without the lock.
             self._state = _State(opened, known)
-            log.info(
-                "similarity store open",
-                extra={"collections": ", ".join(sorted(self._state.open)) or "none"},
-            )
 
     def _drop_leftovers(self, infos: list[CollectionInfo]) -> list[CollectionInfo]:
         """Remove what an interrupted rebuild left: an incomplete later generation, or

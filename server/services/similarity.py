@@ -244,6 +244,7 @@ class SimilarityService:
     ) -> None:
         """Until `stop` is set, now and then every `interval` seconds:
 
+        - open the store, or open collections completed elsewhere;
         - with `reindex`, when the production embedder is newer than the stored
           collections, re-embed the stored deals into its collection while serving
           from the old one (the in-server `vectoros reindex`; at start too);
@@ -254,10 +255,12 @@ class SimilarityService:
         Failures are logged and retried at the next turn; the old collection serves.
         """
         while not stop.is_set():
-            if not self._opened:
-                await asyncio.to_thread(self.refresh)
-                if self._opened:
-                    self._changed()
+            # Also picks up a collection completed elsewhere (`vectoros reindex`
+            # against a Qdrant server while this one runs).
+            before = self._opened, [c.name for c in self.engine.collections()]
+            await asyncio.to_thread(self.refresh)
+            if (self._opened, [c.name for c in self.engine.collections()]) != before:
+                self._changed()
             if self._opened:
                 work = None
                 if reindex and self.engine.needs_reindex():

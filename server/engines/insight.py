@@ -683,6 +683,13 @@ class HistoryIndex:
         state.summary = None
         return state
 
+    def ensure_built(self) -> None:
+        """Build the index now if the served collection has none yet (one scroll)."""
+        with self._lock:
+            collection, _ = self._similarity.serving()
+            if self._collection != collection.name:
+                self._build(collection)
+
     def history(self, workspace_id: str) -> WorkspaceHistory:
         return self.lookup(workspace_id)[0]
 

@@ -31,6 +31,7 @@ No grpc here; `server.services.insight` translates.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import json
 import logging
@@ -42,8 +43,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
-
-import numpy as np
 
 from server.engines.deal_text import clean, deal_to_text, value_band
 from server.engines.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
@@ -223,10 +222,7 @@ class DurationStat:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> DurationStat | None:
-        if not values:
-            return None
-        median, p75, p90 = np.percentile(np.asarray(values, dtype=np.float64), [50, 75, 90]).tolist()
-        return cls(len(values), median, p75, p90)
+        return _duration_of_sorted(sorted(values))
 
     def usable(self) -> bool:
         return self.count >= MIN_SAMPLE
@@ -536,72 +532,128 @@ def _stays(record: DealRecord) -> tuple[tuple[str, float], ...]:
     )
 
 
-def summarize_history(deals: Iterable[StoredDeal], generation: int = 0) -> WorkspaceHistory:
-    """Aggregate stored deals into a `WorkspaceHistory` (one pass, then percentiles)."""
-    counts: dict[str, dict[str, list[int]]] = {
-        name: {} for name in ("industry", "stage", "band", "contacts")
-    }
-    overall, competitor, no_competitor, slipped, on_time = [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]
-    stays: dict[str, list[float]] = {}
-    gaps: list[float] = []
-    cycles: list[float] = []
-    total = open_count = 0
+def _percentile(values: Sequence[float], q: float) -> float:
+    """Percentile of sorted values, linear interpolation (NumPy's default method)."""
+    position = (len(values) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
 
-    def add(pair: list[int], won: bool) -> None:
-        pair[0] += won
-        pair[1] += 1
 
-    for deal in deals:
-        total += 1
+def _duration_of_sorted(values: Sequence[float]) -> DurationStat | None:
+    if not values:
+        return None
+    return DurationStat(len(values), _percentile(values, 50), _percentile(values, 75), _percentile(values, 90))
+
+
+class HistoryAggregate:
+    """The counts and sorted durations behind a `WorkspaceHistory`, updated deal by
+    deal: `add` and `remove` cost a few dictionary updates and sorted-list
+    insertions, and `summary()` reads percentiles off the sorted lists, so a write
+    to a workspace of 10,000 deals does not cost a pass over all of them."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.open = 0
+        self.pairs: dict[tuple[str, str], list[int]] = {}  # (table, key) -> [won, closed]
+        self.durations: dict[tuple[str, str], list[float]] = {}  # (table, key) -> sorted days
+
+    def _count(self, table: str, key: str, won: bool, sign: int) -> None:
+        pair = self.pairs.setdefault((table, key), [0, 0])
+        pair[0] += sign * won
+        pair[1] += sign
+        if pair[1] == 0:
+            del self.pairs[(table, key)]
+
+    def _duration(self, table: str, key: str, days: float, sign: int) -> None:
+        values = self.durations.setdefault((table, key), [])
+        if sign > 0:
+            bisect.insort(values, days)
+        else:
+            index = bisect.bisect_left(values, days)
+            if index < len(values) and values[index] == days:
+                del values[index]
+            if not values:
+                del self.durations[(table, key)]
+
+    def add(self, deal: StoredDeal, sign: int = 1) -> None:
+        self.total += sign
         for stage, days in deal.stays:
-            stays.setdefault(stage, []).append(days)
+            self._duration("stage", stage, days, sign)
         if deal.outcome == "open":
-            open_count += 1
-            continue
+            self.open += sign
+            return
         won = deal.outcome == "won"
-        add(overall, won)
-        add(counts["industry"].setdefault(deal.industry, [0, 0]), won)
+        self._count("overall", "", won, sign)
+        self._count("industry", deal.industry, won, sign)
         for stage in deal.stages_reached:
-            add(counts["stage"].setdefault(stage, [0, 0]), won)
-        add(counts["band"].setdefault(deal.size_band, [0, 0]), won)
-        add(counts["contacts"].setdefault(deal.contacts, [0, 0]), won)
+            self._count("stage", stage, won, sign)
+        self._count("band", deal.size_band, won, sign)
+        self._count("contacts", deal.contacts, won, sign)
         if deal.competitor is not None:
-            add(competitor if deal.competitor else no_competitor, won)
+            self._count("competitor", "with" if deal.competitor else "without", won, sign)
         if deal.slipped is not None:
-            add(slipped if deal.slipped else on_time, won)
+            self._count("close", "slipped" if deal.slipped else "on_time", won, sign)
         if won:
             if deal.activity_gap_days is not None:
-                gaps.append(deal.activity_gap_days)
+                self._duration("gap", "", deal.activity_gap_days, sign)
             if deal.cycle_days is not None:
-                cycles.append(deal.cycle_days)
+                self._duration("cycle", "", deal.cycle_days, sign)
 
-    def rates(table: dict[str, list[int]]) -> dict[str, RateStat]:
-        return {key: RateStat(*pair) for key, pair in table.items() if key}
+    def remove(self, deal: StoredDeal) -> None:
+        self.add(deal, -1)
 
-    return WorkspaceHistory(
-        deals=total,
-        open=open_count,
-        overall=RateStat(*overall),
-        by_industry=rates(counts["industry"]),
-        by_stage=rates(counts["stage"]),
-        by_size_band=rates(counts["band"]),
-        with_competitor=RateStat(*competitor),
-        without_competitor=RateStat(*no_competitor),
-        by_contacts=rates(counts["contacts"]),
-        slipped=RateStat(*slipped),
-        on_time=RateStat(*on_time),
-        days_in_stage={stage: DurationStat.of(days) for stage, days in stays.items() if stage},
-        activity_gap_days=DurationStat.of(gaps),
-        won_cycle_days=DurationStat.of(cycles),
-        generation=generation,
-    )
+    def summary(self, generation: int = 0) -> WorkspaceHistory:
+        def rate(table: str, key: str) -> RateStat:
+            pair = self.pairs.get((table, key))
+            return RateStat(*pair) if pair else RateStat()
+
+        def rates(table: str) -> dict[str, RateStat]:
+            return {key: RateStat(*pair) for (t, key), pair in self.pairs.items() if t == table and key}
+
+        return WorkspaceHistory(
+            deals=self.total,
+            open=self.open,
+            overall=rate("overall", ""),
+            by_industry=rates("industry"),
+            by_stage=rates("stage"),
+            by_size_band=rates("band"),
+            with_competitor=rate("competitor", "with"),
+            without_competitor=rate("competitor", "without"),
+            by_contacts=rates("contacts"),
+            slipped=rate("close", "slipped"),
+            on_time=rate("close", "on_time"),
+            days_in_stage={
+                key: _duration_of_sorted(values) for (t, key), values in self.durations.items() if t == "stage" and key
+            },
+            activity_gap_days=_duration_of_sorted(self.durations.get(("gap", ""), [])),
+            won_cycle_days=_duration_of_sorted(self.durations.get(("cycle", ""), [])),
+            generation=generation,
+        )
+
+
+def summarize_history(deals: Iterable[StoredDeal], generation: int = 0) -> WorkspaceHistory:
+    """Aggregate stored deals into a `WorkspaceHistory`."""
+    aggregate = HistoryAggregate()
+    for deal in deals:
+        aggregate.add(deal)
+    return aggregate.summary(generation)
 
 
 @dataclass
 class _Workspace:
     deals: dict[str, StoredDeal] = field(default_factory=dict)  # by point id
+    aggregate: HistoryAggregate = field(default_factory=HistoryAggregate)
     generation: int = 0
     summary: WorkspaceHistory | None = None
+
+    def put(self, point_id: str, deal: StoredDeal | None) -> None:
+        old = self.deals.pop(point_id, None)
+        if old is not None:
+            self.aggregate.remove(old)
+        if deal is not None:
+            self.deals[point_id] = deal
+            self.aggregate.add(deal)
 
 
 class HistoryIndex:
@@ -615,7 +667,8 @@ class HistoryIndex:
       catches up when it is next asked for: it reads its noted ids back
       (`Collection.retrieve`) and drops those that are gone. So a write costs a
       set insertion, and a request after writes one retrieve of what changed.
-    - The summary is recomputed only when the workspace changed.
+    - Each workspace keeps a `HistoryAggregate` updated deal by deal; its summary
+      is rebuilt (cheaply) only when the workspace changed.
     - When the served collection changes (a rebuild or a new embedder), the index
       is built again.
 
@@ -653,7 +706,7 @@ class HistoryIndex:
             for point in points:
                 if point.workspace_id and RECORD in point.payload:
                     state = by_workspace.setdefault(point.workspace_id, _Workspace())
-                    state.deals[point.point_id] = StoredDeal.from_payload(point.payload)
+                    state.put(point.point_id, StoredDeal.from_payload(point.payload))
             if offset is None:
                 break
         self._workspaces = by_workspace
@@ -675,10 +728,7 @@ class HistoryIndex:
                     found[point.point_id] = point
         for pid in dirty:
             point = found.get(pid)
-            if point is not None:
-                state.deals[pid] = StoredDeal.from_payload(point.payload)
-            else:
-                state.deals.pop(pid, None)
+            state.put(pid, StoredDeal.from_payload(point.payload) if point is not None else None)
         state.generation += 1
         state.summary = None
         return state
@@ -698,7 +748,7 @@ class HistoryIndex:
         with self._lock:
             state = self._current(workspace_id)
             if state.summary is None:
-                state.summary = summarize_history(state.deals.values(), state.generation)
+                state.summary = state.aggregate.summary(state.generation)
             stored = state.deals.get(point_id(workspace_id, deal_id)) if deal_id is not None else None
             return state.summary, stored
 

@@ -20,6 +20,7 @@ import pytest
 from server.engines.deal_text import deal_to_text
 from server.engines.deals import DealRecord, Outcome
 from server.engines.insight import (
+    HistoryAggregate,
     HistoryIndex,
     InsightEngine,
     InsightType,
@@ -283,3 +284,21 @@ async def test_slipped_close_date_uses_the_previous_snapshot(parts):
     result = await engine.generate(later)
     slipped = [i for i in result.generated.insights if "slipped" in i.title]
     assert slipped and "2025-07-20 to 2025-08-19 (30 days later)" in slipped[0].description
+
+
+def test_history_aggregate_add_and_remove_match_a_fresh_summary():
+    rng = np.random.default_rng(0)
+    deals = [StoredDeal.from_record(r) for r in workspace_deals("agg", 300, seed=19)]
+    aggregate = HistoryAggregate()
+    present: list[StoredDeal] = []
+    for step in range(600):
+        if present and rng.random() < 0.35:
+            aggregate.remove(present.pop(int(rng.integers(len(present)))))
+        else:
+            deal = deals[step % len(deals)]
+            aggregate.add(deal)
+            present.append(deal)
+    assert aggregate.summary() == summarize_history(present)
+    stays = [days for d in present for stage, days in d.stays if stage == "discovery"]
+    stat = aggregate.summary().days_in_stage["discovery"]
+    np.testing.assert_allclose([stat.median, stat.p75, stat.p90], np.percentile(stays, [50, 75, 90]))

@@ -63,6 +63,15 @@ INFO_FILE = "collection.json"
 SHARD_DIR = "shard"
 
 
+def _tenant_hnsw() -> qe.HnswIndexConfig:
+    """Qdrant's multitenancy layout: no graph over all points (m=0) but one per
+    workspace (payload_m on the tenant index), since every search filters by
+    workspace. Measured on 40,000 clustered vectors in 4 workspaces with an outcome
+    filter: recall@10 1.00 here against 0.61 with the default global graph (m=16),
+    whose filtered traversal misses most neighbours at that selectivity."""
+    return qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=16)
+
+
 def _workspace(workspace_id: str) -> qe.FieldCondition:
     return qe.FieldCondition(WORKSPACE, match=qe.MatchValue(workspace_id))
 
@@ -271,7 +280,9 @@ class EdgeStore(VectorStore):
             # A folder without collection.json is a create that died half-way.
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine))
+            config = qe.EdgeConfig(
+                vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine), hnsw_config=_tenant_hnsw()
+            )
             shard = qe.EdgeShard.create(str(folder / SHARD_DIR), config)
             try:
                 shard.update(qe.UpdateOperation.create_field_index(WORKSPACE, qe.KeywordIndexParams(is_tenant=True)))

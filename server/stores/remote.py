@@ -220,6 +220,9 @@ class RemoteStore(VectorStore):
             self._client.create_collection(
                 qdrant_name,
                 vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                # One HNSW graph per workspace, none global: every search filters by
+                # workspace (Qdrant's multitenancy guide; see server.stores.edge).
+                hnsw_config=models.HnswConfigDiff(m=0, payload_m=16),
                 metadata={META_KEY: _metadata(info)},
             )
             with warnings.catch_warnings():

@@ -794,13 +794,16 @@ def context_key(
     """The cache key of a context (see the module docstring)."""
     material = json.dumps(
         [
-            record_to_json(record),  # every field but the snapshot time
+            # Every field but the snapshot time, keys sorted: a protobuf map arrives in
+            # no fixed order, and the same deal must give the same key in every process.
+            json.loads(record_to_json(record)),
             [scorer.name, scorer.version],
             [embedder.name, embedder.version],
             generator_id,
             now.astimezone(UTC).date().isoformat(),
         ],
         separators=(",", ":"),
+        sort_keys=True,
     )
     return hashlib.sha256(material.encode()).hexdigest()
 

@@ -24,8 +24,10 @@ from server.engines.insight import (
     HistoryIndex,
     InsightEngine,
     InsightType,
+    ModelRef,
     Rating,
     StoredDeal,
+    context_key,
     summarize_history,
 )
 from server.engines.rules import RulesGenerator
@@ -302,3 +304,18 @@ def test_history_aggregate_add_and_remove_match_a_fresh_summary():
     stays = [days for d in present for stage, days in d.stays if stage == "discovery"]
     stat = aggregate.summary().days_in_stage["discovery"]
     np.testing.assert_allclose([stat.median, stat.p75, stat.p90], np.percentile(stays, [50, 75, 90]))
+
+
+def test_context_key_ignores_map_order_and_snapshot_time():
+    record = workspace_deals("keys", 1, seed=23)[0]
+    reordered = replace(
+        record,
+        numeric_attributes=dict(reversed(list({**record.numeric_attributes, "a": 1.0}.items()))),
+        snapshot_at=datetime(2025, 7, 1, 8, tzinfo=UTC),
+    )
+    record = replace(record, numeric_attributes={**record.numeric_attributes, "a": 1.0})
+    scorer, embedder, now = ModelRef("scorer", 1), ModelRef("embedder", 1), datetime(2025, 7, 1, 9, tzinfo=UTC)
+    assert list(record.numeric_attributes) != list(reordered.numeric_attributes)
+    assert context_key(record, scorer, embedder, "rules", now) == context_key(reordered, scorer, embedder, "rules", now)
+    assert context_key(record, scorer, embedder, "rules", now) != context_key(
+        record, ModelRef("scorer", 2), embedder, "rules", now)

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from fake_anthropic import FakeAnthropic, deal_context, status_reply, tool_reply
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serverproc import start_server
 
 from server.config import ServerConfig
 from server.engines.deals import DealRecord, Outcome
@@ -79,9 +82,9 @@ class Running:
         self.similarity.close()
 
 
-async def start(registry, data_dir: Path) -> Running:
+async def start(registry, data_dir: Path, **settings) -> Running:
     server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
-    config = ServerConfig(data_dir=data_dir)
+    config = ServerConfig(data_dir=data_dir, **settings)
     similarity = await add_similarity_service(server, registry, config)
     insight = await add_insight_service(server, registry, config, similarity)
     assert insight.ready()
@@ -389,3 +392,107 @@ async def test_learning_loop_retrains_and_hot_swaps(models, tmp_path):
         stop.set()
         await polling
         await running.stop()
+
+
+def claude_answer(body: dict):
+    """A valid record_insights call built from the context the server sent."""
+    context = deal_context(body)
+    similar = [d["id"] for d in context["similar_closed_deals"]]
+    score = context["score"]["win_probability"]
+    return tool_reply({
+        "insights": [
+            {"type": "opportunity", "title": "Learn from the closest win",
+             "description": f"{len(similar)} similar closed deals; the score is {score}.", "confidence": 0.6,
+             "actions": ["Review the closest won deal with the team"],
+             "evidence": {"factor_names": ["similar_closed_deals"], "similar_deal_ids": similar[:1]}},
+        ],
+        "win_probability": score,
+        "win_probability_reasoning": f"The calibrated score, {score}.",
+    }, input_tokens=2100, output_tokens=350)
+
+
+@on_session_loop
+async def test_claude_generator_over_the_wire(models, tmp_path, monkeypatch):
+    with FakeAnthropic() as api:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)  # the SDK's own setting
+        model = "claude-sonnet-4-6"
+        running = await start(make_registry(models), tmp_path / "data", anthropic_api_key="test-key",
+                              anthropic_model=model)
+        try:
+            now = datetime.now(UTC)
+            records = [shifted(r, now - timedelta(days=1)) for r in synth_deals(40, seed=71)]
+            await upsert(running, "llm", records)
+            target = next(r for r in records if r.outcome is Outcome.OPEN)
+            request = insight_pb2.GenerateInsightsRequest(deal=as_open(target, "llm"))
+            api.script(claude_answer)
+            response = await running.stub.GenerateInsights(request)
+            assert response.generator == f"claude:{model}" and not response.fallback_reason
+            assert (response.usage.input_tokens, response.usage.output_tokens) == (2100, 350)
+            assert response.usage.latency_ms > 0
+            assert response.insights[0].evidence.factor_names == ["similar_closed_deals"]
+            row = running.insight.engine.ledger.insight_set("llm", response.insight_set_id)
+            assert (row.generator, row.input_tokens, row.output_tokens) == (f"claude:{model}", 2100, 350)
+            assert (await running.stub.GenerateInsights(request)).cached and len(api.requests) == 1
+
+            api.script(status_reply(429, retry_after=30))
+            limited = await running.stub.GenerateInsights(
+                insight_pb2.GenerateInsightsRequest(deal=as_open(target, "llm"), bypass_cache=True))
+            assert limited.generator == "rules"
+            assert limited.fallback_reason == "rate limited by the Anthropic API (HTTP 429); retry after 30 s"
+            row = running.insight.engine.ledger.insight_set("llm", limited.insight_set_id)
+            assert (row.requested_generator, row.fallback_reason) == (f"claude:{model}", limited.fallback_reason)
+            # The Claude set stays cached; a fallback set is not cached, so the next identical
+            # request tries Claude again (here it is still cooling down: no API call).
+            assert (await running.stub.GenerateInsights(request)).insight_set_id == response.insight_set_id
+            changed = insight_pb2.GenerateInsightsRequest(deal=as_open(replace(target, notes="new notes"), "llm"))
+            first = await running.stub.GenerateInsights(changed)
+            second = await running.stub.GenerateInsights(changed)
+            assert first.fallback_reason.startswith("rate limited by the Anthropic API; not calling it for ")
+            assert not second.cached and second.insight_set_id != first.insight_set_id
+            assert len(api.requests) == 2
+            generators = {q.generator for q in running.insight.engine.ledger.quality("llm")}
+            assert generators == {f"claude:{model}", "rules"}
+        finally:
+            await running.stop()
+
+
+def test_real_server_process(models, tmp_path):
+    """`vectoros serve` with the insight service registered in server/app.py: insights,
+    feedback, outcome; after a restart on the same data dir the ledger still has them."""
+    data = tmp_path / "data"
+    args = ("--models", str(models), "--data-dir", str(data))
+    env = {"ANTHROPIC_API_KEY": "", "VECTOROS_MODEL_POLL_SECONDS": "0.5"}
+    record = replace(synth_deals(1, seed=81)[0], workspace_id="proc")
+    proc = start_server(*args, env=env)
+    try:
+        with proc.channel() as channel:
+            stub = insight_pb2_grpc.InsightServiceStub(channel)
+            request = insight_pb2.GenerateInsightsRequest(deal=as_open(record, "proc"))
+            try:
+                response = stub.GenerateInsights(request, timeout=60)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    pytest.skip("InsightService is not registered in server/app.py yet")
+                raise
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="vectoros.v1.InsightService"), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            assert response.generator == "rules" and response.scorer.version == 1
+            feedback = insight_pb2.RecordFeedbackRequest(
+                workspace_id="proc", insight_set_id=response.insight_set_id,
+                rating=insight_pb2.FEEDBACK_RATING_HELPFUL, idempotency_key="restart-1")
+            assert not stub.RecordFeedback(feedback, timeout=10).duplicate
+            outcome = insight_pb2.RecordOutcomeRequest(
+                workspace_id="proc", deal_id=record.deal_id, outcome=common_pb2.DEAL_OUTCOME_LOST)
+            assert not stub.RecordOutcome(outcome, timeout=30).duplicate
+    finally:
+        assert proc.terminate() == 0
+    proc = start_server(*args, env=env)
+    try:
+        with proc.channel() as channel:
+            stub = insight_pb2_grpc.InsightServiceStub(channel)
+            assert stub.RecordFeedback(feedback, timeout=10).duplicate
+            assert stub.RecordOutcome(outcome, timeout=30).duplicate
+            assert stub.GenerateInsights(request, timeout=60).insight_set_id == response.insight_set_id
+    finally:
+        assert proc.terminate() == 0

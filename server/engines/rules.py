@@ -270,17 +270,29 @@ def competitor_present(context: InsightContext) -> _Finding | None:
     with_, without = context.history.with_competitor, context.history.without_competitor
     description = "A competitor is known to be in the deal."
     confidence = 0.5
+    similar_ids: tuple[str, ...] = ()
+    names = ["deal.competitor_present"]
     if with_.usable() and without.usable():
         description += f" Deals here with a competitor were won {rate_text(with_)}, without {rate_text(without)}."
         confidence = _clip(0.5 + (without.rate or 0.0) - (with_.rate or 0.0))
+        names += ["workspace.win_rate_with_competitor", "workspace.win_rate_without_competitor"]
+    else:
+        contested = [d for d in context.similar if d.competitor_present]
+        won = sum(d.outcome is Outcome.WON for d in contested)
+        description += (
+            f" {len(contested)} of {len(context.similar)} similar closed deals also had one"
+            + (f"; {won} of those were won." if contested else ".")
+        )
+        similar_ids = tuple(d.deal_id for d in contested)
+        names.append("similar_closed_deals")
     return _Finding(
         type=InsightType.RISK,
         title="Competitor in the deal",
         description=description,
         confidence=confidence,
         actions=("Map the competitor's position with the champion and prepare a differentiation plan",),
-        factor_names=("deal.competitor_present", "workspace.win_rate_with_competitor",
-                      "workspace.win_rate_without_competitor"),
+        factor_names=tuple(names),
+        similar_deal_ids=similar_ids,
     )
 
 

@@ -227,6 +227,13 @@ def test_competitor_and_single_contact_with_workspace_rates():
     assert "Only 1 contact" in single.description and "25% (2 of 8)" in single.description
     # Unknown competitor: no claim either way.
     assert by_title(generate(context(open_deal(competitor_present=None), history)), "Competitor") is None
+    # Too few deals to compare: the similar deals are quoted instead.
+    contested = [replace(similar(i, i == 0), competitor_present=True) for i in range(3)] + [similar(9, True)]
+    thin = context(open_deal(competitor_present=True), similar=contested)
+    insight = by_title(generate(thin), "Competitor")
+    check_well_formed(generate(thin), thin)
+    assert "3 of 4 similar closed deals also had one; 1 of those were won." in insight.description
+    assert insight.evidence.similar_deal_ids == ("s0", "s1", "s2")
 
 
 def test_opportunities_from_what_similar_won_deals_had():

@@ -392,7 +392,8 @@ def load_embedder(directory: Path, manifest: Any, settings: EmbedderSettings | N
 @dataclass(frozen=True)
 class BatcherConfig:
     """`max_batch_size`: texts per model call. `max_wait_ms`: how long the first
-    text of a batch waits for others. `max_queue`: texts waiting before new
+    text of a batch waits for others (not at all for a model that runs texts
+    one by one, such as int8: see `EmbedderSettings`). `max_queue`: texts waiting before new
     requests are refused (a request of up to 256 texts is always let into an
     empty queue). `cache_entries`: vectors kept (~1.6 KB each); 0 turns the
     cache off. `workers`: model calls running at once (each in its own thread)."""
@@ -532,9 +533,15 @@ class DynamicBatcher:
         return request.result()
 
     def _take(self) -> list[_Item]:
+        limit = self.config.max_batch_size
+        if self.config.workers > 1 and self._pending:
+            # Leave work for the other workers, but never less than what the
+            # model runs in one session call.
+            share = -(-len(self._pending) // self.config.workers)
+            limit = min(limit, max(self._pending[0].model.sub_batch_size, share))
         batch: list[_Item] = []
         model = None
-        while self._pending and len(batch) < self.config.max_batch_size:
+        while self._pending and len(batch) < limit:
             item = self._pending[0]
             if item.request.future.done():  # caller went away
                 self._pending.popleft()
@@ -552,6 +559,8 @@ class DynamicBatcher:
             await self._wakeup.wait()
         if len(self._pending) >= self.config.max_batch_size or self.config.max_wait_ms <= 0:
             return
+        if self._pending[0].model.sub_batch_size == 1:
+            return  # the model runs texts one by one: waiting for company gains nothing
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.max_wait_ms / 1000
         while len(self._pending) < self.config.max_batch_size:

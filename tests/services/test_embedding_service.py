@@ -242,15 +242,17 @@ async def test_get_model_info_describes_the_served_version(registry):
 async def test_a_version_swap_keeps_requests_in_flight_on_their_version(artifact, tmp_path):
     root = tmp_path / "models"
     publish(artifact, root)
-    registry = _registry(root)
+    # fp32: it runs texts together, so the batcher waits for company (int8 does not).
+    registry = _registry(root, precision="fp32")
     # A long wait and a large batch hold the first requests in the queue while the
     # swap happens; the 64-text request after the swap fills the batch and starts it.
     config = BatcherConfig(max_batch_size=64, max_wait_ms=120_000, cache_entries=0)
     texts = deal_like_texts(74, seed=46)
     async with serving(registry, config) as (stub, _, servicer):
         before = [asyncio.ensure_future(stub.Embed(embedding_pb2.EmbedRequest(texts=[t]))) for t in texts[:10]]
-        while servicer._batcher.queued < 10:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):
+            while servicer._batcher.queued < 10:
+                await asyncio.sleep(0.01)
         assert publish(artifact, root).version == 2
         await asyncio.to_thread(registry.refresh, notify=False)
         assert registry.select("embedder").version == 2

@@ -26,6 +26,7 @@ from server.models.registry import ModelRegistry
 from server.services.embedding import EmbeddingServicer
 from server.services.embedding import add_to_server as add_embedding_service
 from server.services.forecast import ForecastServicer
+from server.services.insight import InsightService, add_insight_service
 from server.services.scoring import ScoringServicer
 from server.services.similarity import SimilarityService, add_similarity_service
 from vectoros.v1 import (
@@ -65,6 +66,7 @@ class VectorOSServer:
     registry: ModelRegistry
     embedding: EmbeddingServicer
     similarity: SimilarityService
+    insight: InsightService
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -82,6 +84,7 @@ class VectorOSServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(self.config.grace_seconds if grace is None else grace)
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.insight.close()
         await self.embedding.close()
         await asyncio.to_thread(self.similarity.close)
 
@@ -123,10 +126,11 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     embedding = EmbeddingServicer(registry, batcher)
     add_embedding_service(embedding, server)
     similarity = await add_similarity_service(server, registry, config, batcher)
+    insight = await add_insight_service(server, registry, config, similarity)
+    if similarity.opened():
+        await asyncio.to_thread(insight.warm)  # workspace histories, before the first call
     forecast_pb2_grpc.add_ForecastServiceServicer_to_server(ForecastServicer(), server)
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(registry), server)
-    # InsightService is not registered until its issue lands: gRPC answers
-    # UNIMPLEMENTED and its health says NOT_SERVING.
 
     def serving() -> dict[str, bool]:
         return {
@@ -134,7 +138,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
             SCORING: registry.status("scorer").production is not None,
             EMBEDDING: registry.status("embedder").production is not None,
             SIMILARITY: similarity.ready(),
-            INSIGHT: False,
+            INSIGHT: insight.ready(),
         }
 
     async def update_health() -> None:
@@ -144,6 +148,9 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     async def model_changed(model_name: str) -> None:
         if model_name == "embedder" and not similarity.opened():
             await asyncio.to_thread(similarity.refresh)
+            if similarity.opened():
+                # Build the workspace histories now, not in the first request.
+                await asyncio.to_thread(insight.warm)
         await update_health()
 
     await health_servicer.set("", SERVING)
@@ -163,6 +170,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
         registry=registry,
         embedding=embedding,
         similarity=similarity,
+        insight=insight,
     )
     return app, port
 

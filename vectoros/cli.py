@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     from server.models import cli as models_cli
-    from training import embedder, scorer, synth
+    from training import embedder, export, reindex, scorer, synth
 
     synth.add_parser(commands)
     train = commands.add_parser("train", help="train or export a model artifact (needs the train extra)")
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     scorer.add_parser(trainers)
     embedder.add_parser(trainers)
     models_cli.add_parser(commands)
+    reindex.add_parser(commands)
+    export.add_parser(commands)
     return parser
 
 

@@ -124,7 +124,10 @@ def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = No
             deal.stage_entered_time, deal.HasField("stage_entered_time"), f"{field}.stage_entered_time"
         ),
         stage_history=history,
-        activity_counts={name: getattr(counts, name) for name in ACTIVITY_TYPES},
+        # Unset counts are unknown, not zero: training reads absent counts as missing.
+        activity_counts={name: getattr(counts, name) for name in ACTIVITY_TYPES}
+        if deal.HasField("activity_counts")
+        else {},
         last_activity_at=time_from_proto(
             deal.last_activity_time, deal.HasField("last_activity_time"), f"{field}.last_activity_time"
         ),

@@ -13,7 +13,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from serverproc import start_server
 
-from vectoros.v1 import common_pb2, forecast_pb2, forecast_pb2_grpc, scoring_pb2, scoring_pb2_grpc
+from vectoros.v1 import (
+    common_pb2,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    forecast_pb2,
+    forecast_pb2_grpc,
+    scoring_pb2,
+    scoring_pb2_grpc,
+)
 
 SERVICES = {
     "vectoros.v1.EmbeddingService": {"Embed", "EmbedDeals", "GetModelInfo"},
@@ -143,20 +151,29 @@ def test_too_many_deals_is_invalid(server):
     assert error.value.details().startswith("deals:")
 
 
-def test_unlanded_services_are_not_serving_and_unimplemented(server):
+def test_model_backed_services_without_models_are_not_serving_and_unavailable(server):
+    """The server starts with an empty model repository; what needs a model says so."""
     with server.channel() as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("vectoros.v1.InsightService",):
+        for service in (
+            "vectoros.v1.ScoringService",
+            "vectoros.v1.EmbeddingService",
+            "vectoros.v1.SimilarityService",
+            "vectoros.v1.InsightService",
+        ):
             status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
-            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
-        scoring_status = health.Check(health_pb2.HealthCheckRequest(service="vectoros.v1.ScoringService")).status
-        # No model is published in this server's repository: Scoring must not serve.
-        assert scoring_status == health_pb2.HealthCheckResponse.NOT_SERVING
-        with pytest.raises(grpc.RpcError) as error:
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING, service
+        with pytest.raises(grpc.RpcError) as scoring:
             scoring_pb2_grpc.ScoringServiceStub(channel).ScoreDeal(
                 scoring_pb2.ScoreDealRequest(deal=_deal(0)), timeout=10
             )
-        assert error.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE)
+        assert scoring.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.RpcError) as embedding:
+            embedding_pb2_grpc.EmbeddingServiceStub(channel).Embed(
+                embedding_pb2.EmbedRequest(texts=["hello"]), timeout=10
+            )
+        assert embedding.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "embedder" in embedding.value.details()
 
 
 def test_one_log_line_per_request(server):

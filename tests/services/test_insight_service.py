@@ -468,12 +468,7 @@ def test_real_server_process(models, tmp_path):
         with proc.channel() as channel:
             stub = insight_pb2_grpc.InsightServiceStub(channel)
             request = insight_pb2.GenerateInsightsRequest(deal=as_open(record, "proc"))
-            try:
-                response = stub.GenerateInsights(request, timeout=60)
-            except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    pytest.skip("InsightService is not registered in server/app.py yet")
-                raise
+            response = stub.GenerateInsights(request, timeout=60)
             health = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="vectoros.v1.InsightService"), timeout=10)
             assert health.status == health_pb2.HealthCheckResponse.SERVING

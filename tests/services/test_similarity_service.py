@@ -382,12 +382,7 @@ def test_the_real_server_keeps_acknowledged_deals_through_kill_9(models, tmp_pat
     try:
         with server.channel() as channel:
             stub = similarity_pb2_grpc.SimilarityServiceStub(channel)
-            try:
-                stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"), timeout=30)
-            except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    pytest.skip("SimilarityService is not registered in server.app yet")
-                raise
+            stub.GetStats(similarity_pb2.GetStatsRequest(workspace_id="acme"), timeout=30)
             response = stub.UpsertDeals(similarity_pb2.UpsertDealsRequest(workspace_id="acme", deals=catalogue()))
             assert response.upserted == 24
     finally:

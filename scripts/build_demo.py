@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from server.models.repository import ModelRepository  # noqa: E402
 
+DEMO_WORKSPACE = "demo"
+
 
 def vectoros(*args: str) -> None:
     command = [sys.executable, "-m", "vectoros", *args]
@@ -39,16 +41,17 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--deals", type=int, default=5_000, help="synthetic deals for the demo scorer")
+    parser.add_argument("--stored-deals", type=int, default=2_000, help="of those, deals stored for similarity")
     args = parser.parse_args()
     args.models.mkdir(parents=True, exist_ok=True)
     build = args.data_dir / "demo-build"
     build.mkdir(parents=True, exist_ok=True)
+    deals = build / "deals.csv"
+    if not deals.exists():
+        vectoros("synth", "--deals", str(args.deals), "--seed", "1", "--out", str(deals))
     if published(args.models, "scorer"):
         print("demo scorer: already published")
     else:
-        deals = build / "deals.csv"
-        if not deals.exists():
-            vectoros("synth", "--deals", str(args.deals), "--seed", "1", "--out", str(deals))
         artifact = build / "scorer"
         shutil.rmtree(artifact, ignore_errors=True)
         vectoros("train", "scorer", "--data", str(deals), "--out", str(artifact))
@@ -60,7 +63,40 @@ def main() -> int:
         shutil.rmtree(artifact, ignore_errors=True)
         vectoros("train", "embedder", "--out", str(artifact))
         vectoros("publish", str(artifact), "--models", str(args.models))
+    seed_similarity_store(args.models, args.data_dir, deals, args.stored_deals)
     return 0
+
+
+def seed_similarity_store(models: Path, data_dir: Path, deals_csv: Path, count: int) -> None:
+    """Store the first `count` synthetic deals in workspace "demo" (once), so that
+    FindSimilarDeals and GenerateInsights have history to draw on."""
+    import asyncio
+    import dataclasses
+
+    from server.engines.embedding import load_embedder
+    from server.engines.similarity import SimilarityEngine
+    from server.models.registry import ModelRegistry
+    from server.services.similarity import RegistryEmbedders
+    from server.stores import open_store
+    from training.records import read_deals
+
+    registry = ModelRegistry(models, {"embedder": load_embedder}, names=["embedder"])
+    registry.refresh(notify=False)
+    store = open_store(data_dir)
+    engine = SimilarityEngine(store, RegistryEmbedders(registry, None))
+    try:
+        engine.open()
+        stored = asyncio.run(engine.stats(DEMO_WORKSPACE)).total
+        if stored:
+            print(f"demo deals: {stored} already stored in workspace {DEMO_WORKSPACE!r}")
+            return
+        records = [dataclasses.replace(r, workspace_id=DEMO_WORKSPACE) for r in read_deals(deals_csv).records[:count]]
+        for start in range(0, len(records), 256):
+            asyncio.run(engine.upsert(DEMO_WORKSPACE, records[start : start + 256]))
+            print(f"demo deals: stored {min(start + 256, len(records))}/{len(records)}", flush=True)
+    finally:
+        engine.close()
+        store.close()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ field path the caller sent, for example ``deals[3].value``.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf import timestamp_pb2
 
@@ -33,6 +33,7 @@ _OUTCOME_TO_PROTO = {
 # Earliest and latest times accepted (google.protobuf.Timestamp's own range).
 _MIN_SECONDS = -62135596800
 _MAX_SECONDS = 253402300799
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def time_from_proto(message: timestamp_pb2.Timestamp, has: bool, field: str) -> datetime | None:
@@ -83,27 +84,52 @@ def deal_id(value: str, field: str) -> str:
     return value
 
 
+def _time(message, name: str, field: str) -> datetime | None:
+    """The Timestamp field `name` of `message`, or None when unset. The field
+    path is only formatted on error: this runs ~10 times per deal."""
+    if not message.HasField(name):
+        return None
+    stamp = getattr(message, name)
+    seconds, nanos = stamp.seconds, stamp.nanos
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+        raise InvalidInput(f"{field}.{name}", "timestamp out of range")
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+def _check_text(value: str, field: str) -> None:
+    # A str of n code points is at most 4n bytes of UTF-8: most texts need no encoding to check.
+    if len(value) * 4 > MAX_TEXT_BYTES and len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+        raise InvalidInput(field, f"at most {MAX_TEXT_BYTES} bytes")
+
+
 def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = None) -> DealRecord:
     """Check and convert one Deal. `field` is its path, e.g. ``deals[3]``.
 
     `now` becomes the record's snapshot time (features are computed as of it).
+    This is on the path of every ScoreDeal call, hence the plain loops.
     """
-    for name in ("notes", "name", "company"):
-        if len(getattr(deal, name).encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
-            raise InvalidInput(f"{field}.{name}", f"at most {MAX_TEXT_BYTES} bytes")
-    numeric = {}
-    for key, value in deal.numeric_attributes.items():
+    _check_text(deal.notes, f"{field}.notes")
+    _check_text(deal.name, f"{field}.name")
+    _check_text(deal.company, f"{field}.company")
+    numeric = dict(deal.numeric_attributes)
+    for key, value in numeric.items():
         if not math.isfinite(value):
             raise InvalidInput(f"{field}.numeric_attributes[{key!r}]", "must be finite")
-        numeric[key] = value
     history = tuple(
-        StageChange(
-            stage=change.stage,
-            entered_at=time_from_proto(change.entered_time, True, f"{field}.stage_history[{i}].entered_time"),
-        )
+        StageChange(stage=change.stage, entered_at=_time(change, "entered_time", f"{field}.stage_history[{i}]"))
         for i, change in enumerate(deal.stage_history)
     )
-    counts = deal.activity_counts
+    if deal.HasField("activity_counts"):
+        counts = deal.activity_counts
+        activity = {name: getattr(counts, name) for name in ACTIVITY_TYPES}
+    else:
+        activity = {}  # unknown, not zero: training reads absent counts as missing
+    value = deal.value
+    if not (0.0 <= value < math.inf):  # also rejects NaN
+        finite_non_negative(value, f"{field}.value")
+    outcome = _OUTCOMES.get(deal.outcome)
+    if outcome is None:
+        outcome_from_proto(deal.outcome, f"{field}.outcome")
     return DealRecord(
         deal_id=deal_id(deal.id, f"{field}.id"),
         workspace_id=deal.workspace_id,
@@ -112,28 +138,19 @@ def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = No
         industry=deal.industry,
         region=deal.region,
         notes=deal.notes,
-        value=finite_non_negative(deal.value, f"{field}.value"),
+        value=value,
         currency=deal.currency.upper(),
         stage=deal.stage,
         probability=probability(deal.probability, f"{field}.probability") if deal.HasField("probability") else None,
-        created_at=time_from_proto(deal.created_time, deal.HasField("created_time"), f"{field}.created_time"),
-        expected_close_at=time_from_proto(
-            deal.expected_close_time, deal.HasField("expected_close_time"), f"{field}.expected_close_time"
-        ),
-        stage_entered_at=time_from_proto(
-            deal.stage_entered_time, deal.HasField("stage_entered_time"), f"{field}.stage_entered_time"
-        ),
+        created_at=_time(deal, "created_time", field),
+        expected_close_at=_time(deal, "expected_close_time", field),
+        stage_entered_at=_time(deal, "stage_entered_time", field),
         stage_history=history,
-        # Unset counts are unknown, not zero: training reads absent counts as missing.
-        activity_counts={name: getattr(counts, name) for name in ACTIVITY_TYPES}
-        if deal.HasField("activity_counts")
-        else {},
-        last_activity_at=time_from_proto(
-            deal.last_activity_time, deal.HasField("last_activity_time"), f"{field}.last_activity_time"
-        ),
+        activity_counts=activity,
+        last_activity_at=_time(deal, "last_activity_time", field),
         competitor_present=deal.competitor_present if deal.HasField("competitor_present") else None,
-        outcome=outcome_from_proto(deal.outcome, f"{field}.outcome"),
-        closed_at=time_from_proto(deal.closed_time, deal.HasField("closed_time"), f"{field}.closed_time"),
+        outcome=outcome,
+        closed_at=_time(deal, "closed_time", field),
         owner_id=deal.owner_id,
         contact_count=deal.contact_count,
         numeric_attributes=numeric,

@@ -481,34 +481,31 @@ class Ledger:
         return self.outcomes(workspace_id, [deal_id]).get(deal_id)
 
     def outcomes(self, workspace_id: str, deal_ids: Sequence[str]) -> dict[str, OutcomeRow]:
-        found: dict[str, OutcomeRow] = {}
+        rows = self._rows_by_deal("deal_id, outcome, closed_at, final_value, recorded_at", "outcomes",
+                                  workspace_id, deal_ids)
+        return {row[0]: OutcomeRow(row[0], row[1], _dt(row[2]), row[3], _dt(row[4])) for row in rows}
+
+    def _rows_by_deal(self, columns: str, table: str, workspace_id: str, deal_ids: Sequence[str]) -> list[tuple]:
+        """`SELECT columns FROM table` for a workspace's deal ids, 500 ids per query
+        (SQLite caps the number of bound parameters)."""
+        rows: list[tuple] = []
         unique = list(dict.fromkeys(deal_ids))
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
-            rows = self._read(
-                "SELECT deal_id, outcome, closed_at, final_value, recorded_at FROM outcomes "
-                f"WHERE workspace_id = ? AND deal_id IN ({', '.join('?' * len(chunk))})",
+            rows.extend(self._read(
+                f"SELECT {columns} FROM {table} WHERE workspace_id = ? AND deal_id IN ({', '.join('?' * len(chunk))})",
                 (workspace_id, *chunk),
-            )
-            for row in rows:
-                found[row[0]] = OutcomeRow(row[0], row[1], _dt(row[2]), row[3], _dt(row[4]))
-        return found
+            ))
+        return rows
 
     # --- scans and alerts ---
 
     def scan_states(self, workspace_id: str, deal_ids: Sequence[str]) -> dict[str, ScanState]:
-        found: dict[str, ScanState] = {}
-        unique = list(dict.fromkeys(deal_ids))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            rows = self._read(
-                "SELECT deal_id, scanned_at, rep_probability, expected_close_at, win_probability, scorer_version "
-                f"FROM deal_scans WHERE workspace_id = ? AND deal_id IN ({', '.join('?' * len(chunk))})",
-                (workspace_id, *chunk),
-            )
-            for row in rows:
-                found[row[0]] = ScanState(_dt(row[1]), row[2], _dt(row[3]), row[4], row[5])
-        return found
+        rows = self._rows_by_deal(
+            "deal_id, scanned_at, rep_probability, expected_close_at, win_probability, scorer_version",
+            "deal_scans", workspace_id, deal_ids,
+        )
+        return {row[0]: ScanState(_dt(row[1]), row[2], _dt(row[3]), row[4], row[5]) for row in rows}
 
     def save_scan(
         self,

@@ -21,6 +21,16 @@ From a deal file (docs/deal-records.md) to a model artifact ready for
    output computed by a second tree ensemble built from the same trees (see
    `server.engines.scoring`); parity checks on the held-out rows against
    xgboost (recorded in the metrics), `report.html` and `manifest.json`.
+
+With `embedder` (`--embedder DIR`: an embedder artifact or a published version
+folder), two similarity features join the matrix (`similar_win_rate`,
+`similar_mean_score`, `server.engines.similar_features`): every record's
+`deal_to_text` is embedded, and each record's neighbours are the other closed
+deals of its workspace that closed before its snapshot. A training row's
+neighbours come from the training deals only (held-out outcomes never shape the
+model); a held-out row may use any deal closed before its snapshot, as the
+server's store would hold it. A deal with several snapshots is a neighbour
+through its newest one (the store keeps a deal's last upsert).
 """
 
 from __future__ import annotations
@@ -38,6 +48,12 @@ import numpy as np
 
 from server.engines.deals import DealRecord, Outcome
 from server.engines.features import FeatureSpec, SpecOverrides, featurize, fit_feature_spec
+from server.engines.similar_features import (
+    DEFAULT_K,
+    SIMILARITY_FEATURES,
+    SimilaritySpec,
+    similarity_features,
+)
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "report.html"
@@ -411,14 +427,115 @@ def onnx_export(model, width: int, path: Path) -> float:
     return bias
 
 
+def load_embedder_dir(directory: str | Path):
+    """The embedder (`server.engines.embedding.EmbedderModel`) of an artifact folder
+    or a published version folder, at its default precision."""
+    from server.engines.embedding import load_embedder
+    from server.models.manifest import Manifest, ManifestError
+
+    try:
+        manifest = Manifest.load(Path(directory))
+        if manifest.kind != "embedder":
+            raise TrainingError(f"{directory}: a {manifest.kind!r} artifact, not an embedder")
+        return load_embedder(Path(directory), manifest)
+    except (OSError, ManifestError) as exc:
+        raise TrainingError(f"{directory}: not a usable embedder artifact ({exc})") from None
+
+
+def embed_records(embedder, records: Sequence[DealRecord], batch_size: int = 256, progress=None) -> np.ndarray:
+    """Unit vectors (float32 [len(records), dimension]) of the records' `deal_to_text`,
+    each distinct text embedded once."""
+    from server.engines.deal_text import deal_to_text
+
+    texts = [deal_to_text(r) for r in records]
+    distinct = list(dict.fromkeys(texts))
+    vectors = np.empty((len(distinct), embedder.dimension), dtype=np.float32)
+    for start in range(0, len(distinct), batch_size):
+        vectors[start : start + batch_size] = embedder.embed(distinct[start : start + batch_size]).vectors
+        if progress is not None:
+            progress(min(start + batch_size, len(distinct)), len(distinct))
+    row = {text: i for i, text in enumerate(distinct)}
+    return vectors[[row[t] for t in texts]]
+
+
+def similarity_columns(
+    train_records: Sequence[DealRecord],
+    test_records: Sequence[DealRecord],
+    embedder,
+    k: int = DEFAULT_K,
+    progress=None,
+) -> tuple[SimilaritySpec, np.ndarray, np.ndarray]:
+    """The similarity spec and the two similarity features of the training and
+    held-out rows ([n, 2] each; see the module docstring for who may be a
+    neighbour of whom)."""
+    from server.engines.deal_text import TEMPLATE_VERSION
+
+    records = [*train_records, *test_records]
+    vectors = embed_records(embedder, records, progress=progress)
+    # Neighbours: each closed deal once, through its newest snapshot.
+    newest: dict[str, int] = {}
+    for i, record in enumerate(records):
+        j = newest.get(record.deal_id)
+        if j is None or (record.snapshot_at, i) > (records[j].snapshot_at, j):
+            newest[record.deal_id] = i
+    pool = sorted(newest.values())
+    # A closed deal without a close date cannot be placed in time: never a neighbour.
+    closed_at = np.array([r.closed_at.timestamp() if r.closed_at else math.inf for r in (records[j] for j in pool)])
+    won = np.array([records[j].outcome is Outcome.WON for j in pool])
+    ids = [records[j].deal_id for j in pool]
+    workspaces = [records[j].workspace_id for j in pool]
+    train_ids = {r.deal_id for r in train_records}
+    in_train = np.array([deal_id in train_ids for deal_id in ids])
+
+    def columns(rows: range, allowed: np.ndarray) -> np.ndarray:
+        chosen = [pool[j] for j in np.flatnonzero(allowed)]
+        return similarity_features(
+            vectors[list(rows)],
+            vectors[chosen],
+            won[allowed],
+            closed_at[allowed],
+            np.array([records[i].snapshot_at.timestamp() for i in rows]),
+            k,
+            query_ids=[records[i].deal_id for i in rows],
+            neighbour_ids=[ids[j] for j in np.flatnonzero(allowed)],
+            query_workspaces=[records[i].workspace_id for i in rows],
+            neighbour_workspaces=[workspaces[j] for j in np.flatnonzero(allowed)],
+        )
+
+    train = columns(range(len(train_records)), in_train)
+    test = columns(range(len(train_records), len(records)), np.ones(len(pool), dtype=bool))
+    spec = SimilaritySpec(
+        k=k,
+        template_version=TEMPLATE_VERSION,
+        embedder_name=embedder.name,
+        embedder_version=embedder.version,
+        embedder_fingerprint=embedder.fingerprint,
+    )
+    return spec, train, test
+
+
+def with_similarity(spec: FeatureSpec, similarity: SimilaritySpec | None, excluded: Sequence[str] = ()) -> FeatureSpec:
+    """`spec` with the similarity features appended (those not in `excluded`)."""
+    if similarity is None:
+        return spec
+    kept = tuple(name for name in SIMILARITY_FEATURES if name not in excluded)
+    if not kept:
+        return spec
+    return replace(spec, features=spec.features + kept, similarity=similarity)
+
+
 def train_scorer(
     data_path: str | Path,
     out_dir: str | Path,
     config: TrainConfig | None = None,
     overrides: SpecOverrides | None = None,
+    *,
+    embedder: str | Path | None = None,
+    similar_k: int = DEFAULT_K,
 ) -> TrainResult:
     """Train, evaluate and export a scorer artifact into `out_dir` (created; must be
-    empty). Raises TrainingError when the data cannot give a trustworthy model."""
+    empty). Raises TrainingError when the data cannot give a trustworthy model.
+    `embedder` (an embedder artifact folder) adds the similarity features."""
     import onnxruntime as ort
     import xgboost
     from tqdm import tqdm
@@ -433,6 +550,7 @@ def train_scorer(
         raise TrainingError(f"{out_dir}: not empty (the artifact must hold only its own files)")
     bar = tqdm(total=6 + config.folds * len(config.grid), desc="train scorer", unit="step",
                disable=not config.progress)
+    embedder_model = load_embedder_dir(embedder) if embedder is not None else None
 
     data = read_deals(data_path, overrides)
     closed = list(data.closed)
@@ -442,11 +560,18 @@ def train_scorer(
     for name, y in (("training", train_y), ("held-out", test_y)):
         if len(y) < 20 or y.min() == y.max():
             raise TrainingError(f"the {name} set needs at least 20 closed deals with both outcomes (has {len(y)})")
+    similarity, train_similar, test_similar = None, None, None
+    if embedder_model is not None:
+        bar.set_postfix_str("similar deals")
+        similarity, train_similar, test_similar = similarity_columns(
+            train_records, test_records, embedder_model, similar_k,
+            progress=lambda done, total: bar.set_postfix_str(f"embedding {done}/{total}"),
+        )
     bar.set_postfix_str("features")
 
     overrides = overrides or SpecOverrides()
-    spec = fit_feature_spec(train_records, overrides, custom_dates=data.custom_dates)
-    train_x = featurize(train_records, spec)
+    spec = with_similarity(fit_feature_spec(train_records, overrides, custom_dates=data.custom_dates), similarity)
+    train_x = featurize(train_records, spec, similar=train_similar)
     groups = [r.deal_id for r in train_records]
     screen = leakage_screen(train_x, train_y, groups, spec, config.seed)
     suspects = {name: auc for name, auc in screen.items() if auc >= config.leakage_auc}
@@ -459,9 +584,9 @@ def train_scorer(
         excluded.update(spec.excluded)
         for name, auc in suspects.items():
             excluded[name] = f"suspected leakage: alone it separates won from lost with AUC {auc:.3f}"
-        spec = replace(spec, excluded=dict(sorted(excluded.items())))
-        train_x = featurize(train_records, spec)
-    test_x = featurize(test_records, spec)
+        spec = with_similarity(replace(spec, excluded=dict(sorted(excluded.items()))), similarity, tuple(suspects))
+        train_x = featurize(train_records, spec, similar=train_similar)
+    test_x = featurize(test_records, spec, similar=test_similar)
     bar.update(1)
 
     positive_weight = float((train_y == 0).sum() / max(1, (train_y == 1).sum()))
@@ -618,7 +743,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     try:
-        result = train_scorer(args.data, args.out, config, overrides)
+        result = train_scorer(args.data, args.out, config, overrides, embedder=args.embedder, similar_k=args.similar_k)
     except (DataError, TrainingError) as exc:
         print(f"error: {exc}")
         return 2
@@ -644,6 +769,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="artifact folder (created, must be empty)")
     parser.add_argument("--feature-spec", type=Path, default=None, help="JSON overrides: numeric, categorical, "
                         "date, exclude, min_category_count, max_categories")
+    parser.add_argument("--embedder", type=Path, default=None,
+                        help="embedder artifact or published version folder: adds the similar-deal features "
+                        "(win rate and mean similarity of the k most similar closed deals)")
+    parser.add_argument("--similar-k", type=int, default=DEFAULT_K, help="neighbours of the similarity features")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="newest share of deals held out")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     parser.add_argument("--grid", choices=("default", "small"), default="default", help="hyperparameter grid")

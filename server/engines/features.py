@@ -28,6 +28,12 @@ route NaN down a learned branch). A categorical feature is the position of its
 value in the spec's vocabulary (most frequent first); values seen too rarely in
 training, or never, map to the last code, `OTHER`; an empty value is NaN. One
 column per original feature keeps tree-path contributions per feature.
+
+Similarity features (`similar_win_rate`, `similar_mean_score`,
+`server.engines.similar_features`) are in a spec only when it has a
+`similarity` section (a scorer trained with an embedder). They come from the
+deal's neighbours in a vector space, not from the record, so `featurize` takes
+them as an argument and leaves them NaN without it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from server.engines.deals import ACTIVITY_TYPES, DealRecord
+from server.engines.similar_features import SIMILARITY_FEATURES, SimilaritySpec
 
 OTHER = "__other__"
 ATTRIBUTE_PREFIX = "attr."
@@ -116,6 +123,7 @@ _SPEC_KEYS = (
     "value_medians",
     "excluded",
 )
+_OPTIONAL_SPEC_KEYS = ("similarity",)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -189,7 +197,8 @@ class FeatureSpec:
     `custom_dates` name the custom attributes used. `stage_order` gives each
     stage its usual position in a deal's path; `value_medians` the median deal
     value per industry (`"__all__"` overall). `excluded` records features left
-    out and why (reported, never read).
+    out and why (reported, never read). `similarity` (optional) says how the
+    similarity features were made; without it the spec has none.
     """
 
     features: tuple[str, ...]
@@ -200,9 +209,12 @@ class FeatureSpec:
     stage_order: Mapping[str, float] = field(default_factory=dict)
     value_medians: Mapping[str, float] = field(default_factory=dict)
     excluded: Mapping[str, str] = field(default_factory=dict)
+    similarity: SimilaritySpec | None = None
 
     def __post_init__(self) -> None:
         known = set(BUILTIN_FEATURES)
+        if self.similarity is not None:
+            known.update(SIMILARITY_FEATURES)
         known.update(attribute_feature(n) for n in self.custom_numeric + self.custom_categorical)
         known.update(date_feature(n) for n in self.custom_dates)
         if len(set(self.features)) != len(self.features):
@@ -226,6 +238,14 @@ class FeatureSpec:
     @property
     def width(self) -> int:
         return len(self.features)
+
+    @functools.cached_property
+    def similarity_columns(self) -> tuple[tuple[int, int], ...]:
+        """(matrix column, similarity feature index) of each similarity feature kept."""
+        return tuple(
+            (self.features.index(name), index)
+            for index, name in enumerate(SIMILARITY_FEATURES) if name in self.features
+        )
 
     @functools.cached_property
     def custom_feature_names(self) -> tuple[tuple[tuple[str, str], ...], ...]:
@@ -268,6 +288,8 @@ class FeatureSpec:
             "stage_order": dict(self.stage_order),
             "value_medians": dict(self.value_medians),
             "excluded": dict(self.excluded),
+            # Absent, not null, without similarity: older scorers' specs stay as they were.
+            **({"similarity": self.similarity.to_dict()} if self.similarity is not None else {}),
         }
 
     @classmethod
@@ -277,7 +299,7 @@ class FeatureSpec:
         if not isinstance(data, dict):
             raise ValueError("must be an object")
         for key in data:
-            if key not in _SPEC_KEYS:
+            if key not in _SPEC_KEYS and key not in _OPTIONAL_SPEC_KEYS:
                 raise ValueError(f"{key}: unknown key")
         for key in _SPEC_KEYS:
             if key not in data:
@@ -308,6 +330,7 @@ class FeatureSpec:
             stage_order={k: float(v) for k, v in mapping("stage_order", is_number).items()},
             value_medians={k: float(v) for k, v in mapping("value_medians", is_number).items()},
             excluded=dict(mapping("excluded", lambda v: isinstance(v, str))),
+            similarity=SimilaritySpec.from_dict(data["similarity"]) if "similarity" in data else None,
         )
 
 
@@ -424,11 +447,19 @@ def _as_of(record: DealRecord, now: datetime | None) -> datetime:
     return as_of
 
 
-def featurize(records: Sequence[DealRecord], spec: FeatureSpec, now: datetime | None = None) -> np.ndarray:
+def featurize(
+    records: Sequence[DealRecord],
+    spec: FeatureSpec,
+    now: datetime | None = None,
+    similar: np.ndarray | None = None,
+) -> np.ndarray:
     """The float32 feature matrix [len(records), spec.width] in `spec.features` order.
 
     Each record is described as of its `snapshot_at`, or `now` when it has none.
     Missing values are NaN; categories are vocabulary codes (unknown -> OTHER).
+    `similar` [len(records), 2] holds the similarity features
+    (`server.engines.similar_features`) of a spec that has them; without it they
+    are NaN.
     """
     matrix = np.empty((len(records), spec.width), dtype=np.float32)
     codes = spec.codes
@@ -437,7 +468,15 @@ def featurize(records: Sequence[DealRecord], spec: FeatureSpec, now: datetime | 
         for name, lookup in codes.items():
             value = row[name]
             row[name] = math.nan if value == "" else lookup.get(value, lookup[OTHER])
+        for name in SIMILARITY_FEATURES:
+            row[name] = math.nan
         matrix[i] = [row[name] for name in spec.features]
+    if similar is not None:
+        similar = np.asarray(similar)
+        if similar.shape != (len(records), len(SIMILARITY_FEATURES)):
+            raise ValueError(f"similar: shape {similar.shape}, expected ({len(records)}, {len(SIMILARITY_FEATURES)})")
+        for column, index in spec.similarity_columns:
+            matrix[:, column] = similar[:, index]
     return matrix
 
 

@@ -16,7 +16,9 @@ ONNX file, run by onnxruntime, with two outputs:
   root's expected value) is in the spec; bias + sum(contributions) is the
   model's margin in log-odds.
 
-The manifest's `spec` also holds the feature spec (`server.engines.features`),
+The manifest's `spec` also holds the feature spec (`server.engines.features`,
+with an optional `similarity` section for the similar-deal features, which the
+servicer obtains from the similarity store and passes to `score`),
 the Platt calibration of the margin (`sigmoid(slope * margin + intercept)`)
 and the risk thresholds.
 
@@ -37,6 +39,7 @@ import numpy as np
 
 from server.engines.deals import DealRecord
 from server.engines.features import FeatureSpec, featurize
+from server.engines.similar_features import SimilaritySpec
 from server.models.manifest import ManifestError
 
 SPEC_KEYS = ("features", "calibration", "risk", "model_file", "bias")
@@ -146,14 +149,25 @@ class ScorerModel:
         margins = np.array([self.bias + math.fsum(row) for row in contributions.tolist()])
         return probabilities, margins, contributions.astype(np.float64)
 
+    @property
+    def similarity(self) -> SimilaritySpec | None:
+        """How to compute the similarity features, or None when the scorer has none."""
+        return self.spec.similarity if self.spec.similarity_columns else None
+
     def score(
-        self, records: Sequence[DealRecord], top_factors: int = 5, now: datetime | None = None
+        self,
+        records: Sequence[DealRecord],
+        top_factors: int = 5,
+        now: datetime | None = None,
+        similar: np.ndarray | None = None,
     ) -> list[DealScoreResult]:
         """Score deals as of their `snapshot_at` (or `now`). `top_factors` (0..F) is the
-        number of largest contributions by absolute size returned per deal."""
+        number of largest contributions by absolute size returned per deal.
+        `similar` [N, 2]: the similarity features of a scorer that has them
+        (`server.engines.similar_features.SimilarNeighbours`); NaN without it."""
         if not records:
             return []
-        features = featurize(records, self.spec, now=now)
+        features = featurize(records, self.spec, now=now, similar=similar)
         raw, contributions = self.run(features)
         spec, names = self.spec, self.spec.features
         columns = range(spec.width)

@@ -1,4 +1,9 @@
-"""ScoringService: protobuf in, engine call, protobuf out."""
+"""ScoringService: protobuf in, engine call, protobuf out.
+
+A scorer trained with similarity features gets them from the similarity store
+(`server.engines.similar_features.SimilarNeighbours`) when the servicer is given
+one; without it, or for a deal not stored in its workspace, they are NaN.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import grpc
 
 from server.engines.deals import DealRecord
 from server.engines.scoring import DealScoreResult
+from server.engines.similar_features import SimilarNeighbours
 from server.errors import InvalidInput
 from server.services.convert import deal_from_proto, time_to_proto
 from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
@@ -32,10 +38,21 @@ _RISK = {
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     """`registry` resolves the scorer to serve: `resolve(name, model_version, routing_key)`
-    (a `server.models.registry.ModelRegistry`)."""
+    (a `server.models.registry.ModelRegistry`). `similarity` (optional): the
+    `SimilarityEngine`, or a `SimilarNeighbours`, that supplies the similarity
+    features of scorers trained with them."""
 
-    def __init__(self, registry) -> None:
+    def __init__(self, registry, similarity=None) -> None:
         self._registry = registry
+        if similarity is not None and not isinstance(similarity, SimilarNeighbours):
+            similarity = SimilarNeighbours(similarity, registry)
+        self._neighbours: SimilarNeighbours | None = similarity
+
+    async def _similar(self, model, records: Sequence[DealRecord]):
+        spec = model.similarity
+        if spec is None or self._neighbours is None:
+            return None
+        return await self._neighbours.features(records, spec)
 
     async def ScoreDeal(self, request: scoring_pb2.ScoreDealRequest, context: grpc.aio.ServicerContext):
         top = _top_factors(request.top_factors)
@@ -43,7 +60,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             raise InvalidInput("deal", "required")
         record = deal_from_proto(request.deal, "deal", datetime.now(UTC))
         loaded = self._registry.resolve(MODEL, request.model_version, record.deal_id)
-        (score,) = loaded.model.score([record], top)
+        similar = await self._similar(loaded.model, [record])
+        (score,) = loaded.model.score([record], top, similar=similar)
         return scoring_pb2.ScoreDealResponse(score=_score(score, _ref(loaded)))
 
     async def ScoreDeals(self, request: scoring_pb2.ScoreDealsRequest, context: grpc.aio.ServicerContext):
@@ -58,10 +76,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         for i, record in enumerate(records):
             loaded = self._registry.resolve(MODEL, request.model_version, record.deal_id)
             groups.setdefault(loaded.version, (loaded, []))[1].append(i)
+        similar = {
+            version: await self._similar(loaded.model, [records[i] for i in indexes])
+            for version, (loaded, indexes) in groups.items()
+        }
         if len(records) <= INLINE_DEALS:
-            scored = _score_groups(groups, records, top)
+            scored = _score_groups(groups, records, top, similar)
         else:
-            scored = await asyncio.to_thread(_score_groups, groups, records, top)
+            scored = await asyncio.to_thread(_score_groups, groups, records, top, similar)
         return scoring_pb2.ScoreDealsResponse(scores=scored)
 
     async def GetModelInfo(
@@ -95,11 +117,11 @@ def _ref(loaded) -> common_pb2.ModelRef:
     return common_pb2.ModelRef(name=loaded.name, version=loaded.version)
 
 
-def _score_groups(groups, records: Sequence[DealRecord], top: int) -> list[scoring_pb2.DealScore]:
+def _score_groups(groups, records: Sequence[DealRecord], top: int, similar) -> list[scoring_pb2.DealScore]:
     scored: list[scoring_pb2.DealScore | None] = [None] * len(records)
-    for loaded, indexes in groups.values():
+    for version, (loaded, indexes) in groups.items():
         ref = _ref(loaded)
-        results = loaded.model.score([records[i] for i in indexes], top)
+        results = loaded.model.score([records[i] for i in indexes], top, similar=similar[version])
         for i, result in zip(indexes, results, strict=True):
             scored[i] = _score(result, ref)
     return scored  # type: ignore[return-value]

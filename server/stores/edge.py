@@ -291,9 +291,12 @@ class EdgeStore(VectorStore):
             shard = qe.EdgeShard.create(str(folder / SHARD_DIR), config)
             try:
                 shard.update(qe.UpdateOperation.create_field_index(WORKSPACE, qe.KeywordIndexParams(is_tenant=True)))
+                # Filter-only indexes: no HNSW links per value (payload_m applies to
+                # the tenant key alone). With them, optimizing 40,000 points took
+                # 39 s instead of 19 s, for the same recall and latency.
                 for key in KEYWORD_INDEXES:
-                    shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
-                shard.update(qe.UpdateOperation.create_field_index(VALUE, qe.PayloadSchemaType.Float))
+                    shard.update(qe.UpdateOperation.create_field_index(key, qe.KeywordIndexParams(enable_hnsw=False)))
+                shard.update(qe.UpdateOperation.create_field_index(VALUE, qe.FloatIndexParams(enable_hnsw=False)))
                 shard.flush()
                 info = CollectionInfo(
                     name, embedder_name, embedder_version, dimension, False, dict(meta or {}), generation

@@ -233,9 +233,15 @@ class RemoteStore(VectorStore):
                     WORKSPACE,
                     models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
                 )
-                for key in KEYWORD_INDEXES:
-                    self._client.create_payload_index(qdrant_name, key, models.PayloadSchemaType.KEYWORD)
-                self._client.create_payload_index(qdrant_name, VALUE, models.PayloadSchemaType.FLOAT)
+                for key in KEYWORD_INDEXES:  # filter-only: no HNSW links per value
+                    self._client.create_payload_index(
+                        qdrant_name,
+                        key,
+                        models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
+                    )
+                self._client.create_payload_index(
+                    qdrant_name, VALUE, models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=False)
+                )
         return RemoteCollection(self._client, qdrant_name, info)
 
     def open_collection(self, name: str) -> Collection:

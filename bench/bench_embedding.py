@@ -95,6 +95,10 @@ def engine_levers(artifact: Path, texts: list[str]) -> dict[str, float]:
         "int8, 1 per call, 1 thread": (model(precision="int8", intra_op_threads=1), True),
         "int8, 1 per call, 2 threads, spinning": (
             model(precision="int8", intra_op_threads=2, allow_spinning=True), True),
+        "int8, 1 per call, 2 threads, basic graph optimization": (
+            model(precision="int8", intra_op_threads=2, graph_optimization="basic"), True),
+        "int8, 1 per call, 2 threads, no graph optimization": (
+            model(precision="int8", intra_op_threads=2, graph_optimization="none"), True),
         "int8, 16 per call, sorted": (model(precision="int8", intra_op_threads=2, sub_batch_size=16), True),
         "int8, 16 per call, unsorted": (model(precision="int8", intra_op_threads=2, sub_batch_size=16), False),
     }
@@ -111,6 +115,20 @@ def engine_levers(artifact: Path, texts: list[str]) -> dict[str, float]:
         embedder.embed(texts[:8])  # warm-up
     seconds = interleaved({name: functools.partial(run, *config) for name, config in configs.items()}, rounds=2)
     return {name: len(texts) / value for name, value in seconds.items()}
+
+
+def int8_batch_dependence(artifact: Path, texts: list[str]) -> tuple[float, float]:
+    """Mean and minimum cosine between a text's int8 vector computed alone and in
+    sorted calls of 16: dynamic quantization scales activations per call."""
+    from server.engines.embedding import EmbedderSettings, load_embedder
+    from server.models.manifest import Manifest
+    from training.embedder import cosine_per_row
+
+    manifest = Manifest.load(artifact)
+    alone = load_embedder(artifact, manifest, EmbedderSettings(precision="int8")).embed(texts).vectors
+    batched = load_embedder(artifact, manifest, EmbedderSettings(precision="int8", sub_batch_size=16)).embed(texts)
+    cosine = cosine_per_row(batched.vectors, alone)
+    return float(cosine.mean()), float(cosine.min())
 
 
 def arena_probe(artifact: Path, mode: str) -> dict[str, float]:
@@ -177,6 +195,21 @@ def _serve_main(args: argparse.Namespace) -> None:
         await servicer.close()
 
     asyncio.run(run())
+
+
+class OfficialServer:
+    """`vectoros serve` itself, with its default configuration."""
+
+    def __init__(self, models: Path) -> None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from serverproc import start_server
+
+        self.process = start_server("--models", str(models), "--data-dir", str(models.parent / "data"),
+                                    "--log-level", "WARNING", timeout=180)
+        self.port = self.process.port
+
+    def close(self) -> None:
+        self.process.terminate()
 
 
 class Server:
@@ -277,6 +310,7 @@ def main() -> int:
         models = Path(tmp) / "models"
         publish(artifact, models)
         servers = {
+            "vectoros serve": OfficialServer(models),
             "1 worker x 2 threads": Server(models, workers=1, threads=2, cache=0),
             "2 workers x 1 thread": Server(models, workers=2, threads=1, cache=0),
         }
@@ -307,7 +341,8 @@ def main() -> int:
             print(f"\n{ROUNDS} rounds of {chunk} texts; medians; ratio = median of the per-round ratios")
             line("sentence-transformers in-process, encode(batch_size=32)", f"{st_rate:.1f} texts/s",
                  "rounds: " + ", ".join(f"{r:.0f}" for r in st_rates))
-            print("served Embed, int8 (the default), batcher 32 per batch / 2 ms wait, cache off")
+            print("served Embed, int8 (the default), batcher 32 per batch / 2 ms wait; `vectoros serve` with its "
+                  "defaults (cache on, but every text is new), the others cache off")
             for name, measured in rates.items():
                 ratio = statistics.median(m / b for m, b in zip(measured, st_rates, strict=True))
                 line(name, f"{statistics.median(measured):.1f} texts/s", f"{ratio:.2f}x sentence-transformers")
@@ -347,6 +382,8 @@ def main() -> int:
     for name, rate in engine_levers(artifact, texts[:128]).items():
         line(name, f"{rate:.1f} texts/s")
         figures[f"engine_{name}"] = rate
+    mean, worst = int8_batch_dependence(artifact, texts[:128])
+    line("int8, 16 per call vs 1 per call: cosine of the same text", f"mean {mean:.4f}", f"min {worst:.4f}")
 
     print("\nmemory arena, fp32, 16 per call, batches of short / 256-token / mid texts (fresh process each)")
     for mode in ("shrink", "keep", "off"):

@@ -130,7 +130,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     if similarity.opened():
         await asyncio.to_thread(insight.warm)  # workspace histories, before the first call
     forecast_pb2_grpc.add_ForecastServiceServicer_to_server(ForecastServicer(), server)
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(registry), server)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(registry, similarity.engine), server)
 
     def serving() -> dict[str, bool]:
         return {

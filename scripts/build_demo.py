@@ -49,19 +49,23 @@ def main() -> int:
     deals = build / "deals.csv"
     if not deals.exists():
         vectoros("synth", "--deals", str(args.deals), "--seed", "1", "--out", str(deals))
-    if published(args.models, "scorer"):
-        print("demo scorer: already published")
-    else:
-        artifact = build / "scorer"
-        shutil.rmtree(artifact, ignore_errors=True)
-        vectoros("train", "scorer", "--data", str(deals), "--out", str(artifact))
-        vectoros("publish", str(artifact), "--models", str(args.models))
+    # The embedder first: the scorer is trained with the similarity features
+    # (win rate and similarity of the most similar closed deals), which need it.
     if published(args.models, "embedder"):
         print("demo embedder: already published")
     else:
         artifact = build / "embedder"
         shutil.rmtree(artifact, ignore_errors=True)
         vectoros("train", "embedder", "--out", str(artifact))
+        vectoros("publish", str(artifact), "--models", str(args.models))
+    if published(args.models, "scorer"):
+        print("demo scorer: already published")
+    else:
+        repository = ModelRepository(args.models)
+        embedder = args.models / "embedder" / str(repository.labels("embedder").production)
+        artifact = build / "scorer"
+        shutil.rmtree(artifact, ignore_errors=True)
+        vectoros("train", "scorer", "--data", str(deals), "--out", str(artifact), "--embedder", str(embedder))
         vectoros("publish", str(artifact), "--models", str(args.models))
     seed_similarity_store(args.models, args.data_dir, deals, args.stored_deals)
     return 0

@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from server.engines.deal_text import clean, deal_to_text, value_band
 from server.engines.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
 from server.engines.features import is_terminal_stage
+from server.engines.similar_features import SimilarNeighbours
 from server.engines.similarity import (
     Query,
     SimilarityEngine,
@@ -883,6 +884,7 @@ class InsightEngine:
     ) -> None:
         self.registry = registry
         self.similarity = similarity
+        self._neighbours = SimilarNeighbours(similarity, registry)
         self.ledger = ledger
         self.generator = generator
         self.history = history
@@ -912,7 +914,12 @@ class InsightEngine:
                 return _result_from_row(row, cached=True, latency_ms=_clock() - started)
 
         history, stored = await asyncio.to_thread(self.history.lookup, workspace_id, record.deal_id)
-        (score,) = loaded.model.score([record], self.top_factors)
+        # The same similarity features ScoringService uses, so the probability shown
+        # here is the one ScoreDeal gives for this deal.
+        features = None
+        if loaded.model.similarity is not None:
+            features = await self._neighbours.features([record], loaded.model.similarity)
+        (score,) = loaded.model.score([record], self.top_factors, similar=features)
         similar, embedder = await self._similar(record, stored)
         previous = await asyncio.to_thread(self.ledger.latest_insight_set, workspace_id, record.deal_id, now)
         previous_record = snapshot_from_json(previous.deal_json) if previous is not None else None

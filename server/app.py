@@ -158,6 +158,9 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     loop = asyncio.get_running_loop()
     # `run()` calls listeners on the event loop's thread.
     registry.add_listener(lambda model_name: loop.create_task(model_changed(model_name)))
+    # The store opening, or a rebuild / reindex switching collections, changes
+    # what Similarity and Insight can serve.
+    similarity.add_listener(lambda: loop.create_task(update_health()))
 
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(config.address)

@@ -175,7 +175,8 @@ def _serve_main(args: argparse.Namespace) -> None:
     from server.services.embedding import EmbeddingServicer, add_to_server
 
     async def run() -> None:
-        settings = EmbedderSettings(precision=args.precision or None, intra_op_threads=args.threads)
+        settings = EmbedderSettings(precision=args.precision or None, intra_op_threads=args.threads,
+                                    allow_spinning=bool(args.spin), overlap_session=bool(args.overlap))
         registry = ModelRegistry(args.models, {"embedder": functools.partial(load_embedder, settings=settings)})
         registry.refresh(notify=False)
         batcher = DynamicBatcher(BatcherConfig(
@@ -275,6 +276,8 @@ def main() -> int:
     parser.add_argument("--precision", default="", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--spin", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--overlap", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=int, default=20_000, help=argparse.SUPPRESS)

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -217,6 +218,12 @@ class EmbedderSettings:
 
     `graph_optimization`: onnxruntime's level ("all", "extended", "basic",
     "none"), a benchmark lever; serving uses "all".
+
+    `overlap_session`: keep a second, single-threaded session for calls that
+    start while another call runs (with two batcher workers). A lone call then
+    gets every core (lowest latency when idle) and two overlapping calls get
+    one core each instead of fighting over one thread pool (best throughput
+    under load). Costs a second copy of the weights in memory.
     """
 
     precision: str | None = None
@@ -226,6 +233,7 @@ class EmbedderSettings:
     allow_spinning: bool = False
     arena: str = "shrink"
     graph_optimization: str = "all"
+    overlap_session: bool = True
 
 
 @dataclass(frozen=True)
@@ -289,6 +297,23 @@ class EmbedderModel:
 
         if self.settings.arena not in ("shrink", "keep", "off"):
             raise ValueError(f"arena must be shrink, keep or off, got {self.settings.arena!r}")
+        self.session = self._session(ort, onnx_path, self.settings.intra_op_threads, self.settings.allow_spinning)
+        # A second, single-threaded session for calls that overlap another call:
+        # see `EmbedderSettings.overlap_session`.
+        self._overlap_session = self._session(ort, onnx_path, 1, False) if self.settings.overlap_session else None
+        self._running = 0
+        self._running_lock = threading.Lock()
+        self._run_options = ort.RunOptions()
+        if self.settings.arena == "shrink":
+            self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != list(INPUT_NAMES) or outputs != [OUTPUT_NAME]:
+            raise ValueError(
+                f"{onnx_path}: expected inputs {INPUT_NAMES} and output {OUTPUT_NAME}, got {inputs} {outputs}"
+            )
+
+    def _session(self, ort, onnx_path, threads: int, spinning: bool):
         options = ort.SessionOptions()
         options.enable_cpu_mem_arena = self.settings.arena != "off"
         options.enable_mem_pattern = False  # shapes change every call
@@ -302,21 +327,11 @@ class EmbedderModel:
             raise ValueError(f"graph_optimization must be one of {', '.join(levels)}")
         options.graph_optimization_level = levels[self.settings.graph_optimization]
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.settings.intra_op_threads
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        spinning = "1" if self.settings.allow_spinning else "0"
-        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self._run_options = ort.RunOptions()
-        if self.settings.arena == "shrink":
-            self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        inputs = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != list(INPUT_NAMES) or outputs != [OUTPUT_NAME]:
-            raise ValueError(
-                f"{onnx_path}: expected inputs {INPUT_NAMES} and output {OUTPUT_NAME}, got {inputs} {outputs}"
-            )
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     def __repr__(self) -> str:
         return f"EmbedderModel({self.name} v{self.version} {self.precision})"
@@ -369,7 +384,18 @@ class EmbedderModel:
             input_ids[index, : len(row)] = row
             attention_mask[index, : len(row)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        (vectors,) = self.session.run([OUTPUT_NAME], feeds, self._run_options)
+        session = self.session
+        if self._overlap_session is not None:
+            with self._running_lock:
+                self._running += 1
+                if self._running > 1:
+                    session = self._overlap_session
+        try:
+            (vectors,) = session.run([OUTPUT_NAME], feeds, self._run_options)
+        finally:
+            if self._overlap_session is not None:
+                with self._running_lock:
+                    self._running -= 1
         return vectors
 
 
@@ -408,13 +434,16 @@ class BatcherConfig:
     one by one, such as int8: see `EmbedderSettings`). `max_queue`: texts waiting before new
     requests are refused (a request of up to 256 texts is always let into an
     empty queue). `cache_entries`: vectors kept (~1.6 KB each); 0 turns the
-    cache off. `workers`: model calls running at once (each in its own thread)."""
+    cache off. `workers`: model calls running at once (each in its own thread);
+    one per core, so that with `EmbedderSettings.overlap_session` a lone call
+    gets every core and concurrent calls get one each (measured on 2 cores,
+    32 callers: 2 workers ~1.3x the texts/s of 1 worker with 2 threads)."""
 
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     max_queue: int = 1024
     cache_entries: int = 20_000
-    workers: int = 1
+    workers: int = max(1, os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.max_queue < 1 or self.workers < 1 or self.cache_entries < 0:

@@ -481,14 +481,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("VECTOROS_TEST_CACHE", "/tmp/vectoros-test-cache"))
 
 
+def _versions_key() -> str:
+    packages = (SOURCE_PACKAGE, "sentence-transformers", "transformers", "torch", "onnxruntime", "onnx", "tokenizers")
+    return ";".join(f"{package}={importlib.metadata.version(package)}" for package in packages)
+
+
 def _cache_key() -> str:
     """Changes when the exporter, the weights' package or the libraries that shape
     the graph change, so a stale export is never reused."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
     # The engine measures fidelity and speed at export, so it is part of the key.
     digest.update(Path(engine_module_file()).read_bytes())
-    for package in (SOURCE_PACKAGE, "sentence-transformers", "torch", "onnxruntime", "onnx", "tokenizers"):
-        digest.update(f"{package}={importlib.metadata.version(package)};".encode())
+    digest.update(_versions_key().encode())
     return digest.hexdigest()[:16]
 
 
@@ -524,7 +528,7 @@ def cached_reference(texts: Sequence[str], root: Path | None = None) -> np.ndarr
     """sentence-transformers' vectors for `texts` (float32 [n, 384]), computed by the
     real library once and kept under `root/embedder-reference/` by the texts'
     fingerprint and the library versions."""
-    key = hashlib.sha256(f"{texts_sha256(texts)}{_cache_key()}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{texts_sha256(texts)}{_versions_key()}".encode()).hexdigest()[:24]
     path = (root or cache_root()) / "embedder-reference" / f"{key}.npy"
     if path.is_file():
         return np.load(path)

@@ -203,18 +203,20 @@ class EmbedderSettings:
     between the same text alone and in a batch of 40). Alone, the vector is
     the same whatever else is in flight, and closer to sentence-transformers
     (fidelity set: mean cosine 0.9953 vs 0.9947, min 0.986 vs 0.978).
-    `allow_spinning` lets onnxruntime's threads spin between calls: faster to
-    start each call, but it burns a core the event loop could use.
+    `allow_spinning` lets onnxruntime's threads spin instead of sleeping
+    between steps: ~1.3x for a lone int8 call on an idle machine, but 2x
+    slower when other processes (or the event loop) want the cores, so off.
 
     `arena` decides memory under varying input lengths:
     "shrink" (default): onnxruntime's arena serves each call, and whatever it
     grew beyond its first chunk is released when the call ends, so resident
-    memory stays flat (measured: 181 MB steady through short, 256-token and
-    mid-length batches, int8);
+    memory stays flat (bench/bench_embedding.py, fp32, 16 per call through
+    short, 256-token and mid-length batches: RSS 184 -> at most 211 MB);
     "keep": the arena keeps the peak of the largest call for the session's life
-    (343 MB in the same run, 1.3-1.6 GiB after one batch of 256 long texts);
-    "off": plain malloc per tensor; memory swings (170-360 MB) and every call
-    touches fresh pages, which costs 3-4 ms per MB on these virtual machines.
+    (209 -> 371 MB in the same run; 1.3-1.6 GiB after one batch of 256 long texts);
+    "off": plain malloc per tensor; memory swings (up to 485 MB) and every
+    call touches fresh pages, which costs 3-4 ms per MB on these virtual
+    machines (slowest of the three: 12.7 s vs 9.4 s for "shrink").
 
     `graph_optimization`: onnxruntime's level ("all", "extended", "basic",
     "none"), a benchmark lever; serving uses "all".
@@ -437,7 +439,7 @@ class BatcherConfig:
     cache off. `workers`: model calls running at once (each in its own thread);
     one per core, so that with `EmbedderSettings.overlap_session` a lone call
     gets every core and concurrent calls get one each (measured on 2 cores,
-    32 callers: 2 workers ~1.3x the texts/s of 1 worker with 2 threads)."""
+    32 callers, int8: 2 workers ~1.5x the texts/s of 1 worker with 2 threads)."""
 
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
@@ -486,6 +488,7 @@ class _Item:
     text: str
     key: tuple[str, bytes]
     model: EmbedderModel
+    enqueued: float  # event-loop time
 
 
 @dataclass(frozen=True)
@@ -561,8 +564,9 @@ class DynamicBatcher:
                 f"limit {self.config.max_queue}); retry with backoff"
             )
         request.remaining = len(misses)
+        now = loop.time()
         for position, key in misses:
-            self._pending.append(_Item(request, position, texts[position], key, model))
+            self._pending.append(_Item(request, position, texts[position], key, model, now))
         assert self._wakeup is not None
         self._wakeup.set()
         self._outstanding.add(request)
@@ -603,7 +607,9 @@ class DynamicBatcher:
         if self._pending[0].model.sub_batch_size == 1:
             return  # the model runs texts one by one: waiting for company gains nothing
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.max_wait_ms / 1000
+        # The wait counts from when the oldest text arrived: texts left over by
+        # another worker's batch have waited already.
+        deadline = self._pending[0].enqueued + self.config.max_wait_ms / 1000
         while len(self._pending) < self.config.max_batch_size:
             remaining = deadline - loop.time()
             if remaining <= 0:

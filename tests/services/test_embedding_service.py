@@ -246,7 +246,7 @@ async def test_a_version_swap_keeps_requests_in_flight_on_their_version(artifact
     registry = _registry(root, precision="fp32")
     # A long wait and a large batch hold the first requests in the queue while the
     # swap happens; the 64-text request after the swap fills the batch and starts it.
-    config = BatcherConfig(max_batch_size=64, max_wait_ms=120_000, cache_entries=0)
+    config = BatcherConfig(max_batch_size=64, max_wait_ms=120_000, cache_entries=0, workers=1)
     texts = deal_like_texts(74, seed=46)
     async with serving(registry, config) as (stub, _, servicer):
         before = [asyncio.ensure_future(stub.Embed(embedding_pb2.EmbedRequest(texts=[t]))) for t in texts[:10]]

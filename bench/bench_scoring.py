@@ -9,9 +9,8 @@ Reports, in one run, for one scorer trained here on synthetic deals:
 - served `ScoreDeal` requests/s and p50/p99 latency at concurrency 1 and 16,
   beside the same server's `grpc.health.v1.Health/Check` as the floor, with
   h2load as the client (a Python client saturates before the server does).
-  The server is `vectoros serve` over a model repository holding the scorer
-  (if server/app.py does not register the Scoring servicer, the bench runs the
-  same `create_server` with the servicer added, and says so). The two calls
+  The server is `vectoros serve` over a model repository holding the scorer.
+  The two calls
   alternate in rounds so that both see the same load on a shared machine.
 
 Targets: ScoreDeal throughput >= 70 % of Check's at concurrency 16; ScoreDeal
@@ -29,7 +28,6 @@ import json
 import os
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -41,8 +39,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-from serverproc import ServerProcess, start_server  # noqa: E402
+from loadtest import grpc_frame  # noqa: E402
+from serverproc import start_server  # noqa: E402
 
 from server.engines.scoring import load_scorer  # noqa: E402
 from server.models.manifest import Manifest  # noqa: E402
@@ -116,11 +116,6 @@ def _dmatrix(batch):
     return xgboost.DMatrix(batch, missing=np.nan, nthread=1)
 
 
-def grpc_frame(message) -> bytes:
-    payload = message.SerializeToString()
-    return b"\x00" + struct.pack(">I", len(payload)) + payload
-
-
 def h2load(address: str, method: str, frame: bytes, requests: int, concurrency: int) -> dict:
     """requests/s and the per-request latencies (ms) of one h2load run: one
     connection, `concurrency` streams at a time, latencies from its log."""
@@ -142,66 +137,7 @@ def h2load(address: str, method: str, frame: bytes, requests: int, concurrency: 
     return {"requests_per_second": len(rows) / ((ended - started) / 1e6), "latencies_ms": latencies}
 
 
-def _start_fallback(models: Path) -> ServerProcess:
-    """This file's `--serve-models` mode in a subprocess (see `serve_with_scoring`)."""
-    import threading
-
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-models", str(models)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    lines: list[dict] = []
-    ready = threading.Event()
-
-    def drain() -> None:
-        for line in process.stderr:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            lines.append(entry)
-            if entry.get("msg") == "listening":
-                ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not ready.wait(60):
-        process.kill()
-        raise RuntimeError("fallback server did not start")
-    port = next(entry["port"] for entry in lines if entry.get("msg") == "listening")
-    return ServerProcess(process=process, port=port, log_lines=lines)
-
-
-def serve_with_scoring(models: Path) -> int:
-    """`create_server` exactly as `vectoros serve` builds it, plus the Scoring servicer."""
-    import asyncio
-    import logging
-    import signal
-
-    from server import logs
-    from server.app import create_server
-    from server.config import ServerConfig
-    from server.services.scoring import ScoringServicer
-
-    logs.configure("WARNING")
-
-    async def run() -> None:
-        config = ServerConfig(host="127.0.0.1", port=0, models=models, data_dir=models.parent / "data",
-                              log_level="WARNING")
-        server, port = await create_server(config)
-        scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(server.registry), server.grpc_server)
-        await server.start()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        logging.getLogger("vectoros.server").info("listening", extra={"port": port})
-        await stop.wait()
-        await server.stop(1.0)
-
-    asyncio.run(run())
-    return 0
-
-
 def served(models: Path, deal, requests: int) -> dict[str, dict[str, float]]:
-    import grpc
     from grpc_health.v1 import health_pb2
 
     proc = start_server("--models", str(models), "--data-dir", str(models.parent / "data"), "--log-level", "WARNING")
@@ -211,18 +147,6 @@ def served(models: Path, deal, requests: int) -> dict[str, dict[str, float]]:
             response = scoring_pb2_grpc.ScoringServiceStub(channel).ScoreDeal(
                 scoring_pb2.ScoreDealRequest(deal=deal), timeout=10
             )
-    except grpc.RpcError as error:
-        if error.code() != grpc.StatusCode.UNIMPLEMENTED:
-            raise
-        proc.terminate()
-        print("note: server/app.py does not register ScoringService yet; "
-              "benchmarking create_server() with the servicer added")
-        proc = _start_fallback(models)
-        with proc.channel() as channel:
-            response = scoring_pb2_grpc.ScoringServiceStub(channel).ScoreDeal(
-                scoring_pb2.ScoreDealRequest(deal=deal), timeout=10
-            )
-    try:
         assert response.score.model.version == 1
         frames = {
             "Check": (CHECK_METHOD, grpc_frame(health_pb2.HealthCheckRequest(service=""))),
@@ -261,10 +185,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="requests per served run at concurrency 16")
     parser.add_argument("--repeats", type=int, default=3000, help="calls per single-row latency figure")
     parser.add_argument("--grid", choices=("default", "small"), default="default")
-    parser.add_argument("--serve-models", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_models is not None:
-        return serve_with_scoring(args.serve_models)
     if not shutil.which("h2load"):
         parser.error("h2load is needed (Debian package nghttp2-client)")
 

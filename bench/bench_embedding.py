@@ -176,7 +176,8 @@ def _serve_main(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         settings = EmbedderSettings(precision=args.precision or None, intra_op_threads=args.threads,
-                                    allow_spinning=bool(args.spin), overlap_session=bool(args.overlap))
+                                    allow_spinning=bool(args.spin), overlap_session=bool(args.overlap),
+                                    sub_batch_size=args.sub_batch or None)
         registry = ModelRegistry(args.models, {"embedder": functools.partial(load_embedder, settings=settings)})
         registry.refresh(notify=False)
         batcher = DynamicBatcher(BatcherConfig(
@@ -279,6 +280,7 @@ def main() -> int:
     parser.add_argument("--spin", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--overlap", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--sub-batch", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=int, default=20_000, help=argparse.SUPPRESS)
     parser.add_argument("--arena-probe", default="", help=argparse.SUPPRESS)

@@ -196,13 +196,11 @@ class EmbedderSettings:
     `max_batch_tokens` bound one session call (texts, and padded tokens: memory
     grows with batch x length, and attention with length squared).
 
-    `sub_batch_size` None picks by precision: 16 for fp32; 1 for int8, because
-    dynamic quantization computes one activation scale per tensor, i.e. over
-    the whole call: batched, a text's int8 vector depends on the other texts
-    (and the padding) it happens to share the call with (cosine down to 0.983
-    between the same text alone and in a batch of 40). Alone, the vector is
-    the same whatever else is in flight, and closer to sentence-transformers
-    (fidelity set: mean cosine 0.9953 vs 0.9947, min 0.986 vs 0.978).
+    `sub_batch_size` None picks by precision: 16 for fp32; 1 for int8. The
+    int8 graph scales activations per token (`training.rowquant`), so its
+    vectors are the same however texts are grouped (tested); one text per call
+    is a speed choice: on one thread int8 gains nothing from batching, and a
+    lone text then never waits for company in the batcher.
     `allow_spinning` lets onnxruntime's threads spin instead of sleeping
     between steps: ~1.3x for a lone int8 call on an idle machine, but 2x
     slower when other processes (or the event loop) want the cores, so off.

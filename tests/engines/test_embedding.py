@@ -102,8 +102,17 @@ def test_order_does_not_change_vectors(fp32, int8):
         backward = model.embed(texts[::-1]).vectors[::-1]
         alone = np.vstack([model.embed([text]).vectors for text in texts[:6]])
         assert np.allclose(forward, backward, atol=1e-5)
-        # int8 runs one text per call, so its vector does not depend on its companions.
         assert np.allclose(forward[:6], alone, atol=1e-5)
+
+
+def test_int8_vector_does_not_depend_on_its_batch(artifact, manifest):
+    # One activation scale per token: a text's vector is the same alone, in a
+    # batch of 16 with padding, and beside a very long text.
+    batched = load_embedder(artifact, manifest, EmbedderSettings(precision="int8", sub_batch_size=16))
+    texts = deal_like_texts(15, seed=21) + ["outlier " * 300]
+    together = batched.embed(texts).vectors
+    alone = np.vstack([batched.embed([text]).vectors for text in texts])
+    assert np.abs(together - alone).max() < 1e-5
 
 
 def test_overlapping_calls_give_the_same_vectors_as_lone_ones(fp32, int8):

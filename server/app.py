@@ -146,9 +146,12 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
             await health_servicer.set(name, SERVING if up else NOT_SERVING)
 
     async def model_changed(model_name: str) -> None:
-        if model_name == "embedder" and not similarity.opened():
+        if model_name == "embedder":
+            # Opens the store with the first embedder; afterwards keeps the embedder
+            # of the served collection loaded when production moved past it.
+            was_open = similarity.opened()
             await asyncio.to_thread(similarity.refresh)
-            if similarity.opened():
+            if similarity.opened() and not was_open:
                 # Build the workspace histories now, not in the first request.
                 await asyncio.to_thread(insight.warm)
         await update_health()

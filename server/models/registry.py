@@ -131,6 +131,8 @@ class ModelRegistry:
         self._listeners: list[Listener] = []
         # (name, version) -> (fingerprint of its files, error) for rejected versions.
         self._failures: dict[tuple[str, int], tuple[object, str]] = {}
+        # name -> versions kept loaded beside the labelled ones (`retain`).
+        self._retained: dict[str, frozenset[int]] = {}
 
     # --- reading (request path) ------------------------------------------------
 
@@ -196,6 +198,15 @@ class ModelRegistry:
         label change, a rejected version or a cleared error. `refresh()` calls it in
         the calling thread; `run()` calls it on the event loop's thread."""
         self._listeners.append(callback)
+
+    def retain(self, name: str, versions: Iterable[int]) -> None:
+        """Keep `versions` of `name` loaded (unlabelled) beside production and the
+        canary, from the next `refresh()` on, until retained no more. For a user of
+        an older version that must keep working: the similarity store searches
+        with the embedder its newest complete collection was built with until a
+        reindex for the production embedder completes."""
+        with self._refresh_lock:
+            self._retained = {**self._retained, name: frozenset(versions)}
 
     def refresh(self, *, notify: bool = True) -> list[str]:
         """Bring the loaded versions in line with the repository's labels. Blocking
@@ -275,6 +286,11 @@ class ModelRegistry:
             loaded[canary.version] = canary
         if previous is not None and previous.version not in loaded:
             loaded[previous.version] = _labelled(previous, "")
+        for version in sorted(self._retained.get(name, ())):
+            if version not in loaded:
+                kept = self._obtain(name, version, old, errors)
+                if kept is not None:
+                    loaded[version] = _labelled(kept, "")
         return _Snapshot(
             production=production,
             canary=canary,

@@ -197,8 +197,12 @@ class SimilarityService:
     store is open (health SERVING needs that and a loaded embedder: `ready()`);
     `refresh()` opens it when the first embedder arrives; `close()` at shutdown."""
 
-    def __init__(self, engine: SimilarityEngine) -> None:
+    def __init__(self, engine: SimilarityEngine, registry=None) -> None:
         self.engine = engine
+        # The model registry, to keep the embedder of the served collection loaded
+        # (`refresh`); None for an engine over a fixed set of embedders.
+        self._registry = registry
+        self._retained: frozenset[int] = frozenset()
         self._opened = False
         self._listeners: list[Callable[[], None]] = []
 
@@ -238,6 +242,27 @@ class SimilarityService:
             log.exception("similarity store cannot be opened")
             return
         self._opened = True
+        self._retain_collection_embedder()
+
+    def _retain_collection_embedder(self) -> None:
+        """Until the production embedder's collection is complete, searches and
+        writes use the newest complete collection, with the embedder version it was
+        built with: keep that version loaded, also after a restart (when the
+        registry would load production alone). Released once the reindex is done."""
+        if self._registry is None:
+            return
+        production = self._registry.status(MODEL).production
+        newest = self.engine.collections()[:1]
+        wanted = frozenset(
+            c.embedder_version for c in newest if production is not None and c.embedder_version != production
+        )
+        if wanted != self._retained:
+            self._retained = wanted
+            self._registry.retain(MODEL, wanted)
+            self._registry.refresh(notify=False)
+            if wanted:
+                log.info("keeping the embedder of the served collection loaded until a reindex completes",
+                         extra={"embedder_version": min(wanted), "production": production})
 
     async def maintain(
         self, stop: asyncio.Event, *, interval: float = 60.0, threshold: int = 20_000, reindex: bool = False
@@ -257,9 +282,9 @@ class SimilarityService:
         while not stop.is_set():
             # Also picks up a collection completed elsewhere (`vectoros reindex`
             # against a Qdrant server while this one runs).
-            before = self._opened, [c.name for c in self.engine.collections()]
+            before = self._opened, [c.name for c in self.engine.collections()], self._retained
             await asyncio.to_thread(self.refresh)
-            if (self._opened, [c.name for c in self.engine.collections()]) != before:
+            if (self._opened, [c.name for c in self.engine.collections()], self._retained) != before:
                 self._changed()
             if self._opened:
                 work = None
@@ -309,7 +334,7 @@ async def add_similarity_service(
     open it if an embedder is loaded, and register the servicer. Call `refresh()`
     (in a thread) when the embedder changes, and `close()` after the server stopped."""
     store = await asyncio.to_thread(open_store, config.data_dir, config.qdrant_url, config.qdrant_api_key)
-    service = SimilarityService(SimilarityEngine(store, RegistryEmbedders(registry, batcher)))
+    service = SimilarityService(SimilarityEngine(store, RegistryEmbedders(registry, batcher)), registry)
     await asyncio.to_thread(service.refresh)
     similarity_pb2_grpc.add_SimilarityServiceServicer_to_server(SimilarityServicer(service.engine), server)
     return service

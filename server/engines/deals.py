@@ -7,7 +7,7 @@ path for training and serving.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 
@@ -60,3 +60,20 @@ class DealRecord:
     numeric_attributes: dict[str, float] = field(default_factory=dict)
     categorical_attributes: dict[str, str] = field(default_factory=dict)
     snapshot_at: datetime | None = None
+
+    @classmethod
+    def from_fields(cls, values: dict[str, object]) -> DealRecord:
+        """`DealRecord(**values)` when `values` names every field, without the frozen
+        `__init__`'s `object.__setattr__` per field: 25 of them cost ~4 us, on the
+        path of every ScoreDeal call. The result is the record `DealRecord(**values)`
+        builds (equal, same repr, immutable); no defaults are filled in, so a missing
+        or unknown name is a TypeError."""
+        if values.keys() != _RECORD_FIELDS:
+            wrong = sorted(values.keys() ^ _RECORD_FIELDS)
+            raise TypeError(f"DealRecord.from_fields: fields {wrong} missing or unknown")
+        record = object.__new__(cls)
+        record.__dict__.update(values)
+        return record
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(DealRecord))

@@ -84,44 +84,51 @@ def deal_id(value: str, field: str) -> str:
     return value
 
 
-def _time(message, name: str, field: str) -> datetime | None:
-    """The Timestamp field `name` of `message`, or None when unset. The field
-    path is only formatted on error: this runs ~10 times per deal."""
+def _time(message, name: str, field: str, history_index: int | None = None) -> datetime | None:
+    """The Timestamp field `name` of `message`, or None when unset. The error's
+    field path (`field`, or its ``stage_history[i]`` entry) is only formatted on
+    error: this runs ~10 times per deal."""
     if not message.HasField(name):
         return None
     stamp = getattr(message, name)
     seconds, nanos = stamp.seconds, stamp.nanos
     if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+        if history_index is not None:
+            field = f"{field}.stage_history[{history_index}]"
         raise InvalidInput(f"{field}.{name}", "timestamp out of range")
-    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    # Exact integer arithmetic (no float seconds); positional timedelta arguments
+    # cost half of keyword ones.
+    return _EPOCH + timedelta(0, seconds, nanos // 1000)
 
 
-def _check_text(value: str, field: str) -> None:
+def _check_text(value: str, field: str, name: str) -> None:
     # A str of n code points is at most 4n bytes of UTF-8: most texts need no encoding to check.
     if len(value) * 4 > MAX_TEXT_BYTES and len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
-        raise InvalidInput(field, f"at most {MAX_TEXT_BYTES} bytes")
+        raise InvalidInput(f"{field}.{name}", f"at most {MAX_TEXT_BYTES} bytes")
 
 
 def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = None) -> DealRecord:
     """Check and convert one Deal. `field` is its path, e.g. ``deals[3]``.
 
     `now` becomes the record's snapshot time (features are computed as of it).
-    This is on the path of every ScoreDeal call, hence the plain loops.
+    This is on the path of every ScoreDeal call, hence the plain loops, field
+    paths formatted only on error, and `DealRecord.from_fields`.
     """
-    _check_text(deal.notes, f"{field}.notes")
-    _check_text(deal.name, f"{field}.name")
-    _check_text(deal.company, f"{field}.company")
+    notes, name, company = deal.notes, deal.name, deal.company
+    _check_text(notes, field, "notes")
+    _check_text(name, field, "name")
+    _check_text(company, field, "company")
     numeric = dict(deal.numeric_attributes)
     for key, value in numeric.items():
         if not math.isfinite(value):
             raise InvalidInput(f"{field}.numeric_attributes[{key!r}]", "must be finite")
-    history = tuple(
-        StageChange(stage=change.stage, entered_at=_time(change, "entered_time", f"{field}.stage_history[{i}]"))
+    history = tuple([
+        StageChange(change.stage, _time(change, "entered_time", field, i))
         for i, change in enumerate(deal.stage_history)
-    )
+    ])
     if deal.HasField("activity_counts"):
         counts = deal.activity_counts
-        activity = {name: getattr(counts, name) for name in ACTIVITY_TYPES}
+        activity = {kind: getattr(counts, kind) for kind in ACTIVITY_TYPES}
     else:
         activity = {}  # unknown, not zero: training reads absent counts as missing
     value = deal.value
@@ -130,33 +137,42 @@ def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = No
     outcome = _OUTCOMES.get(deal.outcome)
     if outcome is None:
         outcome_from_proto(deal.outcome, f"{field}.outcome")
-    return DealRecord(
-        deal_id=deal_id(deal.id, f"{field}.id"),
-        workspace_id=deal.workspace_id,
-        name=deal.name,
-        company=deal.company,
-        industry=deal.industry,
-        region=deal.region,
-        notes=deal.notes,
-        value=value,
-        currency=deal.currency.upper(),
-        stage=deal.stage,
-        probability=probability(deal.probability, f"{field}.probability") if deal.HasField("probability") else None,
-        created_at=_time(deal, "created_time", field),
-        expected_close_at=_time(deal, "expected_close_time", field),
-        stage_entered_at=_time(deal, "stage_entered_time", field),
-        stage_history=history,
-        activity_counts=activity,
-        last_activity_at=_time(deal, "last_activity_time", field),
-        competitor_present=deal.competitor_present if deal.HasField("competitor_present") else None,
-        outcome=outcome,
-        closed_at=_time(deal, "closed_time", field),
-        owner_id=deal.owner_id,
-        contact_count=deal.contact_count,
-        numeric_attributes=numeric,
-        categorical_attributes=dict(deal.categorical_attributes),
-        snapshot_at=now or datetime.now(tz=UTC),
-    )
+    identifier = deal.id
+    if not identifier or len(identifier) * 4 > MAX_ID_BYTES:  # as in _check_text
+        deal_id(identifier, f"{field}.id")
+    if deal.HasField("probability"):
+        chance = deal.probability
+        if not 0.0 <= chance <= 1.0:  # also rejects NaN
+            probability(chance, f"{field}.probability")
+    else:
+        chance = None
+    return DealRecord.from_fields({
+        "deal_id": identifier,
+        "workspace_id": deal.workspace_id,
+        "name": name,
+        "company": company,
+        "industry": deal.industry,
+        "region": deal.region,
+        "notes": notes,
+        "value": value,
+        "currency": deal.currency.upper(),
+        "stage": deal.stage,
+        "probability": chance,
+        "created_at": _time(deal, "created_time", field),
+        "expected_close_at": _time(deal, "expected_close_time", field),
+        "stage_entered_at": _time(deal, "stage_entered_time", field),
+        "stage_history": history,
+        "activity_counts": activity,
+        "last_activity_at": _time(deal, "last_activity_time", field),
+        "competitor_present": deal.competitor_present if deal.HasField("competitor_present") else None,
+        "outcome": outcome,
+        "closed_at": _time(deal, "closed_time", field),
+        "owner_id": deal.owner_id,
+        "contact_count": deal.contact_count,
+        "numeric_attributes": numeric,
+        "categorical_attributes": dict(deal.categorical_attributes),
+        "snapshot_at": now or datetime.now(tz=UTC),
+    })
 
 
 def deal_to_proto(record: DealRecord) -> common_pb2.Deal:

@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -56,8 +57,11 @@ ATTRIBUTE_PREFIX = "attr."
 DATE_SUFFIX = ".days_ago"
 _DAY = 86400.0
 _ALL = "__all__"
+# The similarity features until `featurize` fills them from its `similar` argument.
+_NO_SIMILARITY = dict.fromkeys(SIMILARITY_FEATURES, math.nan)
 
 _ACTIVITY_FEATURES = tuple(f"activity_{kind}" for kind in ACTIVITY_TYPES)
+_MEETINGS, _DEMOS = ACTIVITY_TYPES.index("meetings"), ACTIVITY_TYPES.index("demos")
 
 # Categorical built-in features and the record field each reads.
 BUILTIN_CATEGORICAL = ("stage", "industry", "region", "owner_id", "currency")
@@ -261,6 +265,18 @@ class FeatureSpec:
         """Category -> code per categorical feature (built once per spec)."""
         return {name: {v: float(i) for i, v in enumerate(vocab)} for name, vocab in self.categories.items()}
 
+    @functools.cached_property
+    def row_layout(self) -> tuple[tuple[tuple[str, dict[str, float], float], ...], Callable[[dict], tuple]]:
+        """How `featurize` turns a raw row into a matrix row (built once per spec):
+        (feature, category -> code, OTHER's code) per categorical feature, and a
+        function picking the row's values in `features` order (an itemgetter:
+        one C call instead of a lookup per column)."""
+        encoders = tuple((name, lookup, lookup[OTHER]) for name, lookup in self.codes.items())
+        if self.width == 1:
+            (only,) = self.features
+            return encoders, lambda row: (row[only],)
+        return encoders, operator.itemgetter(*self.features)
+
     def is_categorical(self, feature: str) -> bool:
         return feature in self.categories
 
@@ -344,10 +360,17 @@ def _days(later: datetime | None, earlier: datetime | None) -> float:
 
 
 def _days_to_quarter_end(as_of: datetime) -> float:
-    quarter_end_month = (as_of.month - 1) // 3 * 3 + 3
-    year = as_of.year + (quarter_end_month == 12)
-    next_quarter = datetime(year, 1 if quarter_end_month == 12 else quarter_end_month + 1, 1, tzinfo=UTC)
-    return _days(next_quarter, as_of)
+    return _days(_next_quarter_start(as_of.year, as_of.month), as_of)
+
+
+@functools.lru_cache(maxsize=64)
+def _next_quarter_start(year: int, month: int) -> datetime:
+    """The first moment of the quarter after (year, month). Cached: every row needs
+    one, and building an aware datetime costs more than the lookup."""
+    quarter_end_month = (month - 1) // 3 * 3 + 3
+    if quarter_end_month == 12:
+        return datetime(year + 1, 1, 1, tzinfo=UTC)
+    return datetime(year, quarter_end_month + 1, 1, tzinfo=UTC)
 
 
 def _stage_path(record: DealRecord, as_of: datetime) -> tuple[list[str], str, datetime | None]:
@@ -387,9 +410,10 @@ def _raw_row(record: DealRecord, spec: FeatureSpec, as_of: datetime) -> dict[str
     ranks = [order[s] for s in path if s in order]
     visited = len(set(path))
     counts = record.activity_counts
-    activity = {kind: float(counts[kind]) if kind in counts else math.nan for kind in ACTIVITY_TYPES}
-    known = [v for v in activity.values() if not math.isnan(v)]
+    activity = [float(counts[kind]) if kind in counts else math.nan for kind in ACTIVITY_TYPES]
+    known = [v for v in activity if not math.isnan(v)]
     total = sum(known) if known else math.nan
+    meetings, demos = activity[_MEETINGS], activity[_DEMOS]
     median = spec.value_medians.get(record.industry) or spec.value_medians.get(_ALL)
     notes = record.notes.lower()
 
@@ -409,12 +433,9 @@ def _raw_row(record: DealRecord, spec: FeatureSpec, as_of: datetime) -> dict[str
         "stage_regressions": float(sum(b < a for a, b in zip(ranks, ranks[1:], strict=False))) if path else math.nan,
         "days_per_stage": age / visited if visited else math.nan,
         "probability": math.nan if record.probability is None else record.probability,
-        **dict(zip(_ACTIVITY_FEATURES, activity.values(), strict=True)),
         "activities_total": total,
         "activities_per_week": total / max(age, 1.0) * 7.0 if not math.isnan(age) else math.nan,
-        "meeting_demo_share": (
-            (activity["meetings"] + activity["demos"]) / total if total and total > 0 else math.nan
-        ),
+        "meeting_demo_share": (meetings + demos) / total if total and total > 0 else math.nan,
         "contact_count": float(record.contact_count),
         "competitor_present": math.nan if record.competitor_present is None else float(record.competitor_present),
         "owner_id": record.owner_id,
@@ -425,6 +446,8 @@ def _raw_row(record: DealRecord, spec: FeatureSpec, as_of: datetime) -> dict[str
         "notes_positive_cues": float(len(_POSITIVE_CUES.findall(notes))),
         "notes_negative_cues": float(len(_NEGATIVE_CUES.findall(notes))),
     }
+    for feature, count in zip(_ACTIVITY_FEATURES, activity, strict=True):
+        row[feature] = count
     numeric = record.numeric_attributes
     numeric_names, categorical_names, date_names = spec.custom_feature_names
     for name, feature in numeric_names:
@@ -461,16 +484,15 @@ def featurize(
     (`server.engines.similar_features`) of a spec that has them; without it they
     are NaN.
     """
+    encoders, in_spec_order = spec.row_layout
     matrix = np.empty((len(records), spec.width), dtype=np.float32)
-    codes = spec.codes
     for i, record in enumerate(records):
         row = _raw_row(record, spec, _as_of(record, now))
-        for name, lookup in codes.items():
+        for name, lookup, other in encoders:
             value = row[name]
-            row[name] = math.nan if value == "" else lookup.get(value, lookup[OTHER])
-        for name in SIMILARITY_FEATURES:
-            row[name] = math.nan
-        matrix[i] = [row[name] for name in spec.features]
+            row[name] = math.nan if value == "" else lookup.get(value, other)
+        row.update(_NO_SIMILARITY)
+        matrix[i] = in_spec_order(row)
     if similar is not None:
         similar = np.asarray(similar)
         if similar.shape != (len(records), len(SIMILARITY_FEATURES)):

@@ -269,6 +269,8 @@ class ModelRegistry:
 
         production = self._obtain(name, labels.production, old, errors) or old.production
         if production is None:
+            production = self._fallback(name, labels.production, old, errors)
+        if production is None:
             return _Snapshot(last_error="; ".join(errors))
 
         canary = None
@@ -298,6 +300,19 @@ class ModelRegistry:
             loaded=loaded,
             last_error="; ".join(errors) or None,
         )
+
+    def _fallback(self, name: str, broken: int, old: _Snapshot, errors: list[str]) -> LoadedModel | None:
+        """With nothing loaded yet (a restart) and production rejected: the newest
+        older version that loads, so the model keeps serving what it most likely
+        served before the restart rather than nothing. The note stays in
+        `last_error` until production loads."""
+        for version in sorted(self.repository.versions(name), reverse=True):
+            if version < broken:
+                loaded = self._obtain(name, version, old, [])
+                if loaded is not None:
+                    errors.append(f"serving version {version} until production version {broken} loads")
+                    return loaded
+        return None
 
     def _obtain(self, name: str, version: int, old: _Snapshot, errors: list[str]) -> LoadedModel | None:
         """The loaded version, loading it if needed; None (and an error) if it fails."""

@@ -136,10 +136,19 @@ def test_broken_manifest_and_failing_loader_are_rejected(artifact, models_root, 
     def refusing_loader(path, manifest):
         raise ValueError("spec.features: unexpected")
 
+    # A restart with production broken serves the newest older version that loads,
+    # and says so.
+    restarted = registry_for()
+    restarted.refresh()
+    assert restarted.select("scorer").version == 1
+    assert restarted.status("scorer").production == 1
+    assert "version 2 rejected: " in restarted.status("scorer").last_error
+    assert "serving version 1 until production version 2 loads" in restarted.status("scorer").last_error
+
     fresh = ModelRegistry(models_root, {"scorer": refusing_loader})
     fresh.refresh()
     with pytest.raises(Unavailable, match="version 2 rejected: .*owner: unknown key"):
-        fresh.select("scorer")
+        fresh.select("scorer")  # no version loads at all: nothing serves
     ModelRepository(models_root).rollback("scorer", to=1)
     fresh.refresh()
     assert "version 1 rejected: ValueError: spec.features: unexpected" in fresh.status("scorer").last_error

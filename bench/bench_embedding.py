@@ -8,7 +8,8 @@ Reports, in one run, on deal-like texts of 20-120 words (about 100 tokens):
   each, and with 4 callers sending batches of 32; p50/p99 of a single-text
   call when the server is idle; and the same texts sent again (cache hits);
 - the levers, each measured side by side in rounds (the machine is shared):
-  fp32 vs int8, texts per session call, sorted vs unsorted, intra-op threads,
+  fp32 vs int8, int8 with per-token vs per-call activation scales, texts per
+  session call, sorted vs unsorted, intra-op threads,
   thread spinning, the memory arena (time and resident memory), and the
   server's worker/thread split.
 
@@ -117,9 +118,49 @@ def engine_levers(artifact: Path, texts: list[str]) -> dict[str, float]:
     return {name: len(texts) / value for name, value in seconds.items()}
 
 
+def quantization_lever(artifact: Path, texts: list[str]) -> dict[str, dict[str, float]]:
+    """The served int8 graph (per-token activation scales, `training.rowquant`) beside
+    onnxruntime's `quantize_dynamic` (one activation scale per call) of the same
+    fp32 graph, both with all MatMuls quantized: texts/s (one thread, one text
+    per call, interleaved rounds), fidelity to the fp32 vectors, and the cosine
+    of a text's vector alone vs in a sorted call of 16."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from server.engines.embedding import EmbedderModel, EmbedderSettings
+    from training.embedder import FILES, TOKENIZER_FILE, cosine_per_row, fidelity
+
+    def model(path: Path, sub_batch: int, threads: int = 1) -> EmbedderModel:
+        return EmbedderModel(path, artifact / TOKENIZER_FILE, precision="int8", dimension=384, max_tokens=256,
+                             settings=EmbedderSettings(intra_op_threads=threads, sub_batch_size=sub_batch,
+                                                       overlap_session=False))
+
+    with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
+        per_call = Path(tmp) / "per_call.onnx"
+        quantize_dynamic(str(artifact / FILES["fp32"]), str(per_call), weight_type=QuantType.QInt8,
+                         per_channel=True, reduce_range=False, op_types_to_quantize=["MatMul"])
+        graphs = {"per token (served)": artifact / FILES["int8"], "per call (quantize_dynamic)": per_call}
+        reference = model(artifact / FILES["fp32"], 16, threads=2).embed(texts).vectors
+        results: dict[str, dict[str, float]] = {}
+        singles = {name: model(path, 1) for name, path in graphs.items()}
+        for single in singles.values():
+            single.embed(texts[:4])
+        seconds = interleaved({name: functools.partial(m.embed, texts) for name, m in singles.items()}, rounds=2)
+        for name, path in graphs.items():
+            alone = singles[name].embed(texts).vectors
+            batched = model(path, 16).embed(texts).vectors
+            together = cosine_per_row(batched, alone)
+            results[name] = {
+                "texts_per_second": len(texts) / seconds[name],
+                **{f"vs_fp32_{k}": v for k, v in fidelity(alone, reference).items()},
+                "batch_cosine_mean": float(together.mean()),
+                "batch_cosine_min": float(together.min()),
+            }
+    return results
+
+
 def int8_batch_dependence(artifact: Path, texts: list[str]) -> tuple[float, float]:
     """Mean and minimum cosine between a text's int8 vector computed alone and in
-    sorted calls of 16: dynamic quantization scales activations per call."""
+    sorted calls of 16 (1.0: per-token activation scales make it independent)."""
     from server.engines.embedding import EmbedderSettings, load_embedder
     from server.models.manifest import Manifest
     from training.embedder import cosine_per_row
@@ -390,6 +431,14 @@ def main() -> int:
         figures[f"engine_{name}"] = rate
     mean, worst = int8_batch_dependence(artifact, texts[:128])
     line("int8, 16 per call vs 1 per call: cosine of the same text", f"mean {mean:.4f}", f"min {worst:.4f}")
+
+    print("\nint8 activation scales, all 36 MatMuls quantized (128 texts; fidelity against the fp32 graph)")
+    for name, result in quantization_lever(artifact, texts[:128]).items():
+        line(name, f"{result['texts_per_second']:.1f} texts/s",
+             f"cosine mean {result['vs_fp32_cosine_mean']:.4f} min {result['vs_fp32_cosine_min']:.4f}, "
+             f"recall@10 {result['vs_fp32_recall_at_10']:.3f}; alone vs batched: min cosine "
+             f"{result['batch_cosine_min']:.4f}")
+        figures[f"quantization {name}"] = result["texts_per_second"]
 
     print("\nmemory arena, fp32, 16 per call, batches of short / 256-token / mid texts (fresh process each)")
     for mode in ("shrink", "keep", "off"):

@@ -22,6 +22,7 @@ benchmark call this module directly.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -220,10 +221,11 @@ class EmbedderSettings:
     "none"), a benchmark lever; serving uses "all".
 
     `overlap_session`: keep a second, single-threaded session for calls that
-    start while another call runs (with two batcher workers). A lone call then
-    gets every core (lowest latency when idle) and two overlapping calls get
-    one core each instead of fighting over one thread pool (best throughput
-    under load). Costs a second copy of the weights in memory.
+    start while another call runs or more texts wait (the batcher says so with
+    `embed(..., busy=True)`). A lone call then gets every core (lowest latency
+    when idle) and calls under load get one core each instead of fighting over
+    one thread pool (best throughput). Costs a second copy of the weights in
+    memory.
     """
 
     precision: str | None = None
@@ -346,8 +348,10 @@ class EmbedderModel:
             truncated=np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(ids)),
         )
 
-    def embed(self, texts: Sequence[str]) -> EmbedBatchResult:
-        """Embed `texts` (already validated) in one call; order is kept."""
+    def embed(self, texts: Sequence[str], *, busy: bool = False) -> EmbedBatchResult:
+        """Embed `texts` (already validated) in one call; order is kept. `busy`: the
+        caller knows more work is queued or running (the batcher does), so this call
+        takes one core even if it starts alone (see `EmbedderSettings.overlap_session`)."""
         if not texts:
             return EmbedBatchResult(
                 np.empty((0, self.dimension), np.float32), np.empty(0, np.int32), np.empty(0, bool)
@@ -355,7 +359,7 @@ class EmbedderModel:
         tokens = self.tokenize(texts)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         for rows in self.plan(tokens.token_counts):
-            vectors[rows] = self.run_padded([tokens.ids[row] for row in rows])
+            vectors[rows] = self.run_padded([tokens.ids[row] for row in rows], busy=busy)
         return EmbedBatchResult(vectors, tokens.token_counts, tokens.truncated)
 
     def plan(self, token_counts: np.ndarray, *, sort: bool = True) -> list[np.ndarray]:
@@ -375,7 +379,7 @@ class EmbedderModel:
         batches.append(order[start:])
         return batches
 
-    def run_padded(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+    def run_padded(self, ids: Sequence[np.ndarray], *, busy: bool = False) -> np.ndarray:
         """Pad token id rows to the longest and run the graph: float32 [len(ids), dimension]."""
         length = max(len(row) for row in ids)
         input_ids = np.zeros((len(ids), length), dtype=np.int64)
@@ -388,7 +392,7 @@ class EmbedderModel:
         if self._overlap_session is not None:
             with self._running_lock:
                 self._running += 1
-                if self._running > 1:
+                if self._running > 1 or busy:
                     session = self._overlap_session
         try:
             (vectors,) = session.run([OUTPUT_NAME], feeds, self._run_options)
@@ -515,6 +519,7 @@ class DynamicBatcher:
         self._workers: list[asyncio.Task] = []
         # Requests not yet answered, so that close() can answer them all.
         self._outstanding: set[_Request] = set()
+        self._calls = 0  # model calls running
         self._closed = False
 
     @property
@@ -626,13 +631,20 @@ class DynamicBatcher:
             if not batch:
                 continue
             model = batch[0].model
+            # Texts still queued, or another call running: this call gets one core.
+            busy = bool(self._pending) or self._calls > 0
+            self._calls += 1
             try:
-                result = await loop.run_in_executor(self._executor, model.embed, [item.text for item in batch])
+                result = await loop.run_in_executor(
+                    self._executor, functools.partial(model.embed, [item.text for item in batch], busy=busy)
+                )
             except Exception as exc:  # the callers get it; the interceptor logs it
                 for item in batch:
                     if not item.request.future.done():
                         item.request.future.set_exception(exc)
                 continue
+            finally:
+                self._calls -= 1
             self.stats.batches += 1
             self.stats.batched_texts += len(batch)
             for row, item in enumerate(batch):

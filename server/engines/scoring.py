@@ -169,7 +169,8 @@ class ScorerModel:
             return []
         features = featurize(records, self.spec, now=now, similar=similar)
         raw, contributions = self.run(features)
-        spec, names = self.spec, self.spec.features
+        spec, names, bias = self.spec, self.spec.features, self.bias
+        calibrated, risk_level, value_text = self.calibration.probability, self.risk.level, spec.value_text
         columns = range(spec.width)
         k = min(max(top_factors, 0), spec.width)
         results = []
@@ -180,19 +181,19 @@ class ScorerModel:
         ):
             # Largest absolute contributions first; ties keep the spec's order
             # (the sort is stable, also in reverse).
-            sizes = [abs(value) for value in row]
+            sizes = list(map(abs, row))
             top = sorted(columns, key=sizes.__getitem__, reverse=True)[:k]
-            probability = self.calibration.probability(raw_probability)
+            probability = calibrated(raw_probability)
             results.append(
                 DealScoreResult(
                     deal_id=record.deal_id,
                     win_probability=probability,
-                    risk_level=self.risk.level(probability),
-                    top_factors=tuple(Factor(names[j], spec.value_text(names[j], values[j]), row[j]) for j in top),
+                    risk_level=risk_level(probability),
+                    top_factors=tuple([Factor(names[j], value_text(names[j], values[j]), row[j]) for j in top]),
                     # The probability comes from the model's own output; the margin
                     # is the contributions' sum, so bias + contributions == margin.
-                    margin=self.bias + math.fsum(row),
-                    bias=self.bias,
+                    margin=bias + math.fsum(row),
+                    bias=bias,
                 )
             )
         return results

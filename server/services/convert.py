@@ -126,6 +126,9 @@ def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = No
         StageChange(change.stage, _time(change, "entered_time", field, i))
         for i, change in enumerate(deal.stage_history)
     ])
+    for i, change in enumerate(history):
+        if change.entered_at is None:  # a stage change without its time says nothing usable
+            raise InvalidInput(f"{field}.stage_history[{i}].entered_time", "required")
     if deal.HasField("activity_counts"):
         counts = deal.activity_counts
         activity = {kind: getattr(counts, kind) for kind in ACTIVITY_TYPES}

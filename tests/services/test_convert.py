@@ -69,6 +69,7 @@ def _with(change) -> common_pb2.Deal:
         (lambda d: setattr(d.stage_history[1].entered_time, "nanos", 1_000_000_000),
          "deals[2].stage_history[1].entered_time: timestamp out of range"),
         (lambda d: setattr(d, "probability", float("nan")), "deals[2].probability: must be in [0, 1], got nan"),
+        (lambda d: d.stage_history.add(stage="proposal"), "deals[2].stage_history[2].entered_time: required"),
     ],
 )
 def test_bad_input_names_the_field(change, message):

@@ -3,9 +3,10 @@
 Register it with `add_to_server(servicer, server)`, not the generated
 `add_EmbeddingServiceServicer_to_server`: `Embed` is parsed with its texts as
 bytes, so that a text that is not valid UTF-8 is answered INVALID_ARGUMENT
-naming its index (`texts[3]: not valid UTF-8 ...`). protobuf itself rejects
-the whole message without saying which text, and gRPC reports that as an
-internal error.
+naming its index (`texts[3]: not valid UTF-8 ...`), and `EmbedDeals` parses
+each deal on its own (`deals[3]: could not be parsed ...`). protobuf itself
+rejects the whole message without saying which element, and gRPC reports
+that as an internal error.
 
 Version choice: each request takes one `LoadedModel` from the registry when it
 starts and every text of it goes to that model, so a version swap never mixes
@@ -33,14 +34,15 @@ MODEL = "embedder"
 SERVICE = "vectoros.v1.EmbeddingService"
 
 
-def _wire_message(name: str, field_name: str) -> type:
-    """A message with the same field number as `EmbedRequest.texts` but typed bytes:
-    identical on the wire, and parsing it never checks UTF-8."""
+def _wire_message(name: str, like: type, field_name: str) -> type:
+    """A message with the repeated field `field_name` of message `like` typed bytes:
+    identical on the wire (strings and messages are both length-delimited), and
+    parsing it never checks UTF-8 nor looks inside the elements."""
     proto = descriptor_pb2.FileDescriptorProto(name=f"vectoros_internal/{name}.proto", package="vectoros.internal")
     message = proto.message_type.add(name=name)
     message.field.add(
         name=field_name,
-        number=embedding_pb2.EmbedRequest.DESCRIPTOR.fields_by_name["texts"].number,
+        number=like.DESCRIPTOR.fields_by_name[field_name].number,
         type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
         label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
     )
@@ -49,7 +51,10 @@ def _wire_message(name: str, field_name: str) -> type:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"vectoros.internal.{name}"))
 
 
-EmbedRequestWire = _wire_message("EmbedRequestWire", "texts")
+EmbedRequestWire = _wire_message("EmbedRequestWire", embedding_pb2.EmbedRequest, "texts")
+# Each deal is parsed on its own, so that a deal protobuf cannot parse (a string
+# field that is not UTF-8) is named by its index.
+EmbedDealsRequestWire = _wire_message("EmbedDealsRequestWire", embedding_pb2.EmbedDealsRequest, "deals")
 
 
 class _Unparsable:
@@ -96,7 +101,9 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         if not 1 <= len(request.deals) <= MAX_TEXTS:
             raise InvalidInput("deals", f"must hold 1 to {MAX_TEXTS} deals, got {len(request.deals)}")
         now = datetime.now(UTC)
-        texts = [deal_to_text(deal_from_proto(deal, f"deals[{i}]", now)) for i, deal in enumerate(request.deals)]
+        texts = [
+            deal_to_text(deal_from_proto(_deal(raw, i), f"deals[{i}]", now)) for i, raw in enumerate(request.deals)
+        ]
         loaded = self._registry.select(MODEL, _routing_key(texts))
         result = await self._batcher.embed(loaded.model, texts)
         return embedding_pb2.EmbedDealsResponse(
@@ -138,7 +145,7 @@ def add_to_server(servicer: EmbeddingServicer, server) -> None:
         ),
         "EmbedDeals": grpc.unary_unary_rpc_method_handler(
             servicer.EmbedDeals,
-            request_deserializer=_lenient(embedding_pb2.EmbedDealsRequest.FromString),
+            request_deserializer=_lenient(EmbedDealsRequestWire.FromString),
             response_serializer=embedding_pb2.EmbedDealsResponse.SerializeToString,
         ),
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
@@ -154,6 +161,15 @@ def add_to_server(servicer: EmbeddingServicer, server) -> None:
 def _parsed(request, field: str) -> None:
     if isinstance(request, _Unparsable):
         raise InvalidInput(field, f"the request could not be parsed ({request.error})")
+
+
+def _deal(raw: bytes, index: int) -> common_pb2.Deal:
+    try:
+        return common_pb2.Deal.FromString(raw)
+    except DecodeError as exc:
+        raise InvalidInput(
+            f"deals[{index}]", f"could not be parsed ({exc}); every string field must be valid UTF-8"
+        ) from None
 
 
 def _routing_key(texts: Sequence[str]) -> str:

@@ -216,12 +216,16 @@ async def test_embed_deals_rejects_bad_deals_naming_the_field(registry):
         )
         deal = b"\x0a\x01d" + b"\x1a\x02\xff\xfe"  # id "d", name: two bytes that are not UTF-8
         with pytest.raises(grpc.aio.AioRpcError) as unparsable:
-            await embed_deals(b"\x0a" + bytes([len(deal)]) + deal)
+            # A good deal first, then the bad one: the error names deals[1].
+            first = embedding_pb2.EmbedDealsRequest(deals=[good]).SerializeToString()
+            await embed_deals(first + b"\x0a" + bytes([len(deal)]) + deal)
     assert negative.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _violation(negative.value) == "deals[1].value"
     assert empty.value.details() == "deals: must hold 1 to 256 deals, got 0"
     assert unparsable.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert unparsable.value.details().startswith("deals: the request could not be parsed")
+    assert _violation(unparsable.value) == "deals[1]"
+    assert unparsable.value.details().startswith("deals[1]: could not be parsed")
+    assert "valid UTF-8" in unparsable.value.details()
 
 
 # --- GetModelInfo and versions ----------------------------------------------------------

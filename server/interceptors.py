@@ -4,6 +4,8 @@ One interceptor wraps every handler. Project exceptions (`server.errors`)
 become their status code and message; `InvalidInput` also carries a
 `google.rpc.BadRequest` detail naming the field. Anything else becomes
 INTERNAL with a generic message, and the traceback goes to the log only.
+A request protobuf cannot parse (a string field that is not UTF-8, truncated
+bytes) is INVALID_ARGUMENT on the field `request`, not gRPC's UNKNOWN.
 Each call writes one log line with method, code and latency.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -86,13 +89,13 @@ class ErrorAndLogInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
@@ -108,10 +111,41 @@ class ErrorAndLogInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
+class _Unparsed:
+    """Stands in for a request protobuf could not parse, so that the call is
+    answered INVALID_ARGUMENT by the wrapper below."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Unparsed(str(exc))
+
+    return deserialize
+
+
+def _check_parsed(request: Any) -> None:
+    if isinstance(request, _Unparsed):
+        raise InvalidInput(
+            "request", f"could not be parsed ({request.error}); every string field must be valid UTF-8"
+        )
+
+
 def _wrap_unary(method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = _Call(method)
         try:
+            _check_parsed(request)
             result = behavior(request, context)
             if asyncio.iscoroutine(result):
                 result = await result
@@ -132,6 +166,7 @@ def _wrap_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Asy
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = _Call(method)
         try:
+            _check_parsed(request)
             async for response in behavior(request, context):
                 yield response
         except (grpc.aio.AbortError, asyncio.CancelledError):

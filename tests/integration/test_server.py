@@ -141,6 +141,30 @@ def test_forecast_bad_input_names_the_field(server, change, field):
     assert error.value.details().startswith(f"{field}:"), error.value.details()
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/vectoros.v1.ForecastService/Forecast",
+        "/vectoros.v1.ScoringService/ScoreDeal",
+        "/vectoros.v1.SimilarityService/UpsertDeals",
+        "/vectoros.v1.InsightService/GenerateInsights",
+    ],
+)
+def test_a_request_that_does_not_parse_is_invalid_argument(server, method):
+    from clients.python import field_violations
+
+    deal = b"\x0a\x01d" + b"\x1a\x02\xff\xfe"  # a Deal: id "d", name: two bytes that are not UTF-8
+    with server.channel() as channel:
+        call = channel.unary_unary(method, request_serializer=lambda data: data, response_deserializer=bytes)
+        with pytest.raises(grpc.RpcError) as error:
+            # Field 1 of each request: a Deal, or (UpsertDeals) the workspace id; not UTF-8 either way.
+            call(b"\x0a" + bytes([len(deal)]) + deal, timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "valid UTF-8" in error.value.details()
+    assert field_violations(error.value)[0][0] == "request"
+    server.wait_for_log(msg="rpc", method=method, code="INVALID_ARGUMENT")
+
+
 def test_too_many_deals_is_invalid(server):
     request = forecast_pb2.ForecastRequest(deals=[_deal(i, 1.0) for i in range(50_001)])
     _period(request)

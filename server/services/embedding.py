@@ -57,24 +57,6 @@ EmbedRequestWire = _wire_message("EmbedRequestWire", embedding_pb2.EmbedRequest,
 EmbedDealsRequestWire = _wire_message("EmbedDealsRequestWire", embedding_pb2.EmbedDealsRequest, "deals")
 
 
-class _Unparsable:
-    """Stands in for a request protobuf could not parse, so the handler can answer
-    INVALID_ARGUMENT instead of gRPC's generic deserialization failure."""
-
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-def _lenient(parse):
-    def deserialize(data: bytes):
-        try:
-            return parse(data)
-        except DecodeError as exc:
-            return _Unparsable(str(exc))
-
-    return deserialize
-
-
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     """`registry` (a `server.models.registry.ModelRegistry`) picks the embedder
     version; `batcher` shares model calls between concurrent requests (one per
@@ -88,7 +70,6 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         await self._batcher.close()
 
     async def Embed(self, request, context: grpc.aio.ServicerContext):
-        _parsed(request, "texts")
         texts = check_texts(request.texts)
         loaded = self._registry.select(MODEL, _routing_key(texts))
         result = await self._batcher.embed(loaded.model, texts)
@@ -97,7 +78,6 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         )
 
     async def EmbedDeals(self, request, context: grpc.aio.ServicerContext):
-        _parsed(request, "deals")
         if not 1 <= len(request.deals) <= MAX_TEXTS:
             raise InvalidInput("deals", f"must hold 1 to {MAX_TEXTS} deals, got {len(request.deals)}")
         now = datetime.now(UTC)
@@ -136,16 +116,18 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
 
 
 def add_to_server(servicer: EmbeddingServicer, server) -> None:
-    """Register `servicer` on `server` with the lenient request parsing above."""
+    """Register `servicer` on `server` with the wire messages above (behind
+    `server.interceptors.ErrorAndLogInterceptor`, which answers a request that
+    still does not parse, e.g. truncated bytes, with INVALID_ARGUMENT)."""
     handlers = {
         "Embed": grpc.unary_unary_rpc_method_handler(
             servicer.Embed,
-            request_deserializer=_lenient(EmbedRequestWire.FromString),
+            request_deserializer=EmbedRequestWire.FromString,
             response_serializer=embedding_pb2.EmbedResponse.SerializeToString,
         ),
         "EmbedDeals": grpc.unary_unary_rpc_method_handler(
             servicer.EmbedDeals,
-            request_deserializer=_lenient(EmbedDealsRequestWire.FromString),
+            request_deserializer=EmbedDealsRequestWire.FromString,
             response_serializer=embedding_pb2.EmbedDealsResponse.SerializeToString,
         ),
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
@@ -156,11 +138,6 @@ def add_to_server(servicer: EmbeddingServicer, server) -> None:
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
-
-
-def _parsed(request, field: str) -> None:
-    if isinstance(request, _Unparsable):
-        raise InvalidInput(field, f"the request could not be parsed ({request.error})")
 
 
 def _deal(raw: bytes, index: int) -> common_pb2.Deal:

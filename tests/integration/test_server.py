@@ -165,6 +165,19 @@ def test_a_request_that_does_not_parse_is_invalid_argument(server, method):
     server.wait_for_log(msg="rpc", method=method, code="INVALID_ARGUMENT")
 
 
+def test_truncated_bytes_are_invalid_argument_also_for_embed(server):
+    # Embed parses its texts as bytes (to name a text that is not UTF-8); bytes
+    # cut short still reach the interceptor's answer.
+    with server.channel() as channel:
+        call = channel.unary_unary(
+            "/vectoros.v1.EmbeddingService/Embed", request_serializer=lambda data: data, response_deserializer=bytes
+        )
+        with pytest.raises(grpc.RpcError) as error:
+            call(b"\x0a\x05ab", timeout=10)  # field 1 announces 5 bytes, 2 follow
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith("request: could not be parsed")
+
+
 def test_too_many_deals_is_invalid(server):
     request = forecast_pb2.ForecastRequest(deals=[_deal(i, 1.0) for i in range(50_001)])
     _period(request)

@@ -7,8 +7,12 @@ Reports, in one run, on deal-like texts of 20-120 words (about 100 tokens):
   this process): texts per second with 32 concurrent callers sending one text
   each, and with 4 callers sending batches of 32; p50/p99 of a single-text
   call when the server is idle; and the same texts sent again (cache hits);
+- the engine ceiling: two processes (one per core) embedding one text per
+  call on one thread each, with no gRPC, batcher or client: what serving could
+  reach on this machine with this graph;
 - the levers, each measured side by side in rounds (the machine is shared):
-  fp32 vs int8, int8 with per-token vs per-call activation scales, texts per
+  fp32 vs int8, int8 graphs (per-token vs per-call activation scales,
+  8-bit MatMulNBits, fused MultiHeadAttention: `graph_variants.py`), texts per
   session call, sorted vs unsorted, intra-op threads,
   thread spinning, the memory arena (time and resident memory), and the
   server's worker/thread split.
@@ -121,14 +125,17 @@ def engine_levers(artifact: Path, texts: list[str]) -> dict[str, float]:
 
 def quantization_lever(artifact: Path, texts: list[str]) -> dict[str, dict[str, float]]:
     """The served int8 graph (per-token activation scales, `training.rowquant`) beside
-    onnxruntime's `quantize_dynamic` (one activation scale per call) of the same
-    fp32 graph, both with all MatMuls quantized: texts/s (one thread, one text
-    per call, interleaved rounds), fidelity to the fp32 vectors, and the cosine
-    of a text's vector alone vs in a sorted call of 16."""
+    other int8 graphs of the same fp32 graph, all MatMuls quantized: onnxruntime's
+    `quantize_dynamic` (one activation scale per call) and the two variants of
+    `graph_variants`. Texts/s (one thread, one text per call, interleaved
+    rounds), fidelity to the fp32 vectors, and the cosine of a text's vector
+    alone vs in a sorted call of 16."""
+    from graph_variants import matmul_nbits_8bit, multi_head_attention
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from server.engines.embedding import EmbedderModel, EmbedderSettings
     from training.embedder import FILES, TOKENIZER_FILE, cosine_per_row, fidelity
+    from training.rowquant import quantize_per_token
 
     def model(path: Path, sub_batch: int, threads: int = 1) -> EmbedderModel:
         return EmbedderModel(path, artifact / TOKENIZER_FILE, precision="int8", dimension=384, max_tokens=256,
@@ -136,10 +143,20 @@ def quantization_lever(artifact: Path, texts: list[str]) -> dict[str, dict[str, 
                                                        overlap_session=False))
 
     with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
-        per_call = Path(tmp) / "per_call.onnx"
-        quantize_dynamic(str(artifact / FILES["fp32"]), str(per_call), weight_type=QuantType.QInt8,
+        fp32 = artifact / FILES["fp32"]
+        per_call, nbits, attention_fp32, attention = (
+            Path(tmp) / name for name in ("per_call.onnx", "nbits.onnx", "mha_fp32.onnx", "mha.onnx"))
+        quantize_dynamic(str(fp32), str(per_call), weight_type=QuantType.QInt8,
                          per_channel=True, reduce_range=False, op_types_to_quantize=["MatMul"])
-        graphs = {"per token (served)": artifact / FILES["int8"], "per call (quantize_dynamic)": per_call}
+        matmul_nbits_8bit(fp32, nbits)
+        multi_head_attention(fp32, attention_fp32)
+        quantize_per_token(attention_fp32, attention)
+        graphs = {
+            "per token (served)": artifact / FILES["int8"],
+            "per call (quantize_dynamic)": per_call,
+            "MatMulNBits 8-bit, block 128, accuracy_level 4": nbits,
+            "per token + MultiHeadAttention fused": attention,
+        }
         reference = model(artifact / FILES["fp32"], 16, threads=2).embed(texts).vectors
         results: dict[str, dict[str, float]] = {}
         singles = {name: model(path, 1) for name, path in graphs.items()}
@@ -203,6 +220,46 @@ def _arena_probe_main(artifact: Path, mode: str) -> None:
         "seconds": time.perf_counter() - started, "rss_before_mb": before,
         "rss_max_mb": max(samples), "rss_end_mb": samples[-1],
     }))
+
+
+def engine_ceiling(artifact: Path, texts: list[str], processes: int = 2) -> float:
+    """Texts/s of `processes` processes (one per core) each embedding its share of
+    `texts` one text per call on one thread, started together: what the served
+    int8 default could reach on this machine with no gRPC, batcher or client."""
+    with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as tmp:
+        workers = []
+        for index in range(processes):
+            share = Path(tmp) / f"texts-{index}.json"
+            share.write_text(json.dumps(texts[index::processes]))
+            workers.append(subprocess.Popen(
+                [sys.executable, __file__, "--ceiling-worker", str(share), "--artifact", str(artifact)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            ))
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready"
+        for worker in workers:  # all loaded and warm: go
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        seconds = [float(worker.stdout.readline()) for worker in workers]
+        for worker in workers:
+            worker.wait(30)
+    return len(texts) / max(seconds)
+
+
+def _ceiling_worker_main(texts_file: Path, artifact: Path) -> None:
+    from server.engines.embedding import EmbedderSettings, load_embedder
+    from server.models.manifest import Manifest
+
+    texts = json.loads(texts_file.read_text())
+    model = load_embedder(artifact, Manifest.load(artifact), EmbedderSettings(
+        intra_op_threads=1, allow_spinning=False, overlap_session=False))
+    model.embed(texts[:4])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.perf_counter()
+    for text in texts:
+        model.embed([text])
+    print(time.perf_counter() - started, flush=True)
 
 
 # --- the server -------------------------------------------------------------------
@@ -326,6 +383,7 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=int, default=20_000, help=argparse.SUPPRESS)
     parser.add_argument("--arena-probe", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling-worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--artifact", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -333,6 +391,9 @@ def main() -> int:
         return 0
     if args.arena_probe:
         _arena_probe_main(args.artifact, args.arena_probe)
+        return 0
+    if args.ceiling_worker:
+        _ceiling_worker_main(args.ceiling_worker, args.artifact)
         return 0
 
     from server.models.manifest import Manifest
@@ -378,6 +439,8 @@ def main() -> int:
                 started = time.perf_counter()
                 reference.encode(part, batch_size=32)
                 st_rates.append(len(part) / (time.perf_counter() - started))
+                rates.setdefault("engine ceiling: 2 processes x 1 thread, 1 text per call", []).append(
+                    engine_ceiling(artifact, part))
                 for name, server in servers.items():
                     rates.setdefault(f"{name}: 32 callers x 1 text", []).append(
                         texts_per_second(server.port, [[t] for t in part], 32))
@@ -388,10 +451,11 @@ def main() -> int:
             print(f"\n{ROUNDS} rounds of {chunk} texts; medians; ratio = median of the per-round ratios")
             line("sentence-transformers in-process, encode(batch_size=32)", f"{st_rate:.1f} texts/s",
                  "rounds: " + ", ".join(f"{r:.0f}" for r in st_rates))
-            print("served Embed, int8 (the default), batcher 32 per batch / 2 ms wait. `vectoros serve` runs its "
-                  "defaults: one worker per core, a lone call on all cores (spinning), calls under load on one "
-                  "each, cache on (every text here is new); the variants have the cache off, no overlap session "
-                  "and no spinning")
+            print("engine ceiling: the int8 default in 2 processes at once, no gRPC, batcher or client. "
+                  "Then the served Embed, int8 (the default), batcher 32 per batch / 2 ms wait. `vectoros serve` "
+                  "runs its defaults: one worker per core, a lone call on all cores (spinning), calls under load "
+                  "on one each, cache on (every text here is new); the variants have the cache off, no overlap "
+                  "session and no spinning")
             for name, measured in rates.items():
                 ratio = statistics.median(m / b for m, b in zip(measured, st_rates, strict=True))
                 line(name, f"{statistics.median(measured):.1f} texts/s", f"{ratio:.2f}x sentence-transformers")

@@ -11,7 +11,10 @@ For each size (10,000 and 100,000 stored deals by default), in one run:
   `optimize()` (HNSW), whose time is reported; and with the index built, the
   same call served by `vectoros serve` over gRPC (its own process on the
   benchmark's store; one sequential Python client, whose own work is in the
-  figure),
+  figure), beside a health Check over the same channel (the round trip with
+  no work),
+- search-time HNSW ef 64 / 100 (Qdrant's default, served) / 128: the bare Edge
+  query's p50 / p99 and recall@10,
 - NumPy brute force over the same vectors: the workspace and outcome mask, one
   matrix-vector product over the masked rows and `argpartition` (float32),
 - reopen time (closing and loading the shard again).
@@ -43,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from server.engines.deals import DealRecord, Outcome  # noqa: E402
 from server.engines.similarity import Query, SimilarityEngine, deal_payload, text_sha256  # noqa: E402
@@ -149,9 +154,10 @@ async def time_engine(engine: SimilarityEngine, rows: np.ndarray, workspaces: in
     return samples
 
 
-def time_served(folder: Path, rows: np.ndarray, workspaces: int) -> list[float]:
+def time_served(folder: Path, rows: np.ndarray, workspaces: int) -> tuple[list[float], list[float]]:
     """FindSimilarDeals against `vectoros serve` itself (its own process, the store in
-    `folder`), from a client in this process, one call at a time."""
+    `folder`), from a client in this process, one call at a time; and after each, a
+    health Check over the same channel (the round trip with no work: the floor)."""
     from serverproc import start_server
 
     from server.models.publish import publish
@@ -161,7 +167,8 @@ def time_served(folder: Path, rows: np.ndarray, workspaces: int) -> list[float]:
     if not models.exists():
         publish(cached_export(), models)  # the server needs an embedder for Similarity to serve
     proc = start_server("--models", str(models), "--data-dir", str(folder), "--log-level", "WARNING", timeout=180)
-    samples = []
+    samples: list[float] = []
+    floor: list[float] = []
     try:
         with proc.channel() as channel:
             stub = similarity_pb2_grpc.SimilarityServiceStub(channel)
@@ -178,14 +185,51 @@ def time_served(folder: Path, rows: np.ndarray, workspaces: int) -> list[float]:
             # new process maps on first touch (the engine figures above ran warm).
             for request in requests:
                 stub.FindSimilarDeals(request, timeout=30)
+            health = health_pb2_grpc.HealthStub(channel)
             for request in requests:
                 started = time.perf_counter()
                 response = stub.FindSimilarDeals(request, timeout=30)
                 samples.append(time.perf_counter() - started)
                 assert len(response.matches) == 10 and response.embedder.version == 1
+                started = time.perf_counter()
+                health.Check(health_pb2.HealthCheckRequest(), timeout=30)
+                floor.append(time.perf_counter() - started)
     finally:
         proc.terminate()
-    return samples
+    return samples, floor
+
+
+def ef_lever(folder: Path, vectors: np.ndarray, brute: BruteForce, rows: np.ndarray, workspaces: int) -> dict:
+    """Search-time HNSW `ef` (candidates kept while walking the graph; Qdrant's
+    default is the index's ef_construct, 100, which the server uses): the bare
+    Edge query (the engine's filter and payload, no decoding) p50 / p99 and
+    recall@10, the values taking turns query by query. Not a server setting."""
+    import qdrant_edge as qe
+
+    from server.stores.edge import build_filter
+
+    shard = qe.EdgeShard.load(str(folder / "vectors" / "embedder-v1" / "shard"))
+    choices = (64, 100, 128)
+    samples: dict[int, list[float]] = {ef: [] for ef in choices}
+    hits = dict.fromkeys(choices, 0)
+    try:
+        for row in rows.tolist():
+            workspace = f"ws-{row % workspaces}"
+            exclude = point_id(workspace, f"deal-{row}")
+            expected = {point_id(workspace, f"deal-{r}") for r in brute.search(row).tolist()}
+            for ef in choices:
+                request = qe.QueryRequest(
+                    limit=10, query=qe.Query.Nearest(vectors[row].tolist()),
+                    filter=build_filter(workspace, FILTER, [exclude]), with_payload=True,
+                    params=qe.SearchParams(hnsw_ef=ef),
+                )
+                started = time.perf_counter()
+                found = shard.query(request)
+                samples[ef].append(time.perf_counter() - started)
+                hits[ef] += len({str(hit.id) for hit in found} & expected)
+    finally:
+        shard.close()
+    return {ef: {**percentiles(samples[ef]), "recall": hits[ef] / (10 * len(rows))} for ef in choices}
 
 
 def recall(engine: SimilarityEngine, brute: BruteForce, rows: np.ndarray, workspaces: int) -> float:
@@ -245,7 +289,10 @@ def bench_size(count: int, workspaces: int, queries: int, folder: Path, skip_opt
     if not skip_optimize:
         # The served figure only with the index built: a server finding this many
         # unindexed points would start rebuilding the collection at once.
-        figures["edge_hnsw_served"] = percentiles(time_served(folder, rows, workspaces))
+        served, floor = time_served(folder, rows, workspaces)
+        figures["edge_hnsw_served"] = percentiles(served)
+        figures["served_health_check"] = percentiles(floor)
+        figures["hnsw_ef"] = ef_lever(folder, vectors, brute, rows, workspaces)
 
     started = time.perf_counter()
     reopened = store.open_collection("embedder-v1")
@@ -271,6 +318,17 @@ def report(results: list[dict]) -> str:
                 f"| {r[kind]['p50_ms']:.2f} / {r[kind]['p99_ms']:.2f} | {served_cell} "
                 f"| {r[kind + '_recall']:.3f} | {numpy_cell} |"
             )
+    lines += ["", "| deals | served health Check p50 / p99 ms (the gRPC floor) |", "|---|---|"]
+    for r in results:
+        if "served_health_check" in r:
+            check = r["served_health_check"]
+            lines.append(f"| {r['deals']:,} | {check['p50_ms']:.2f} / {check['p99_ms']:.2f} |")
+    lines += ["", "| deals | search-time ef | bare Edge query p50 / p99 ms | recall@10 |", "|---|---|---|---|"]
+    for r in results:
+        for ef, figures in r.get("hnsw_ef", {}).items():
+            default = " (default)" if int(ef) == 100 else ""
+            lines.append(f"| {r['deals']:,} | {ef}{default} | {figures['p50_ms']:.2f} / {figures['p99_ms']:.2f} "
+                         f"| {figures['recall']:.3f} |")
     lines += ["", "| deals | upsert deals/s | optimize s | reopen s |", "|---|---|---|---|"]
     for r in results:
         optimize = f"{r['optimize_s']:.1f}" if "optimize_s" in r else "-"

@@ -203,7 +203,8 @@ def ef_lever(folder: Path, vectors: np.ndarray, brute: BruteForce, rows: np.ndar
     """Search-time HNSW `ef` (candidates kept while walking the graph; Qdrant's
     default is the index's ef_construct, 100, which the server uses): the bare
     Edge query (the engine's filter and payload, no decoding) p50 / p99 and
-    recall@10, the values taking turns query by query. Not a server setting."""
+    recall@10, the values taking turns query by query (the first to run a query
+    warms its pages, so the order rotates). Not a server setting."""
     import qdrant_edge as qe
 
     from server.stores.edge import build_filter
@@ -213,11 +214,12 @@ def ef_lever(folder: Path, vectors: np.ndarray, brute: BruteForce, rows: np.ndar
     samples: dict[int, list[float]] = {ef: [] for ef in choices}
     hits = dict.fromkeys(choices, 0)
     try:
-        for row in rows.tolist():
+        for index, row in enumerate(rows.tolist()):
             workspace = f"ws-{row % workspaces}"
             exclude = point_id(workspace, f"deal-{row}")
             expected = {point_id(workspace, f"deal-{r}") for r in brute.search(row).tolist()}
-            for ef in choices:
+            turn = index % len(choices)  # who goes first (and warms the query's pages) rotates
+            for ef in choices[turn:] + choices[:turn]:
                 request = qe.QueryRequest(
                     limit=10, query=qe.Query.Nearest(vectors[row].tolist()),
                     filter=build_filter(workspace, FILTER, [exclude]), with_payload=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -74,3 +75,65 @@ async def test_unknown_error_is_internal_with_generic_message_and_logged_traceba
 async def test_success_passes_through():
     response = await _call(None)
     assert response.simulations == 1
+
+
+class Alternating(forecast_pb2_grpc.ForecastServiceServicer):
+    """Fails every second call, so calls through one cached wrapper differ."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def Forecast(self, request, context):
+        self.calls += 1
+        if self.calls % 2 == 0:
+            raise InvalidInput("deals[0].value", "must be finite and >= 0")
+        return forecast_pb2.ForecastResponse(simulations=self.calls)
+
+
+async def test_each_call_through_the_once_wrapped_handler_keeps_its_own_outcome(caplog):
+    server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
+    forecast_pb2_grpc.add_ForecastServiceServicer_to_server(Alternating(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    outcomes = []
+    try:
+        with caplog.at_level(logging.INFO, logger="vectoros.rpc"):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = forecast_pb2_grpc.ForecastServiceStub(channel)
+                for _ in range(4):
+                    try:
+                        outcomes.append((await stub.Forecast(forecast_pb2.ForecastRequest())).simulations)
+                    except grpc.aio.AioRpcError as error:
+                        outcomes.append(error.code())
+    finally:
+        await server.stop(None)
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert outcomes == [1, invalid, 3, invalid]
+    logged = [record.code for record in caplog.records if getattr(record, "method", "").endswith("/Forecast")]
+    assert logged == ["OK", "INVALID_ARGUMENT", "OK", "INVALID_ARGUMENT"]
+
+
+async def test_a_handler_is_wrapped_once_and_a_new_handler_is_wrapped_again():
+    interceptor = ErrorAndLogInterceptor()
+    details = SimpleNamespace(method="/vectoros.v1.ForecastService/Forecast", invocation_metadata=())
+
+    async def behavior(request, context):
+        return forecast_pb2.ForecastResponse()
+
+    def handler():
+        return grpc.unary_unary_rpc_method_handler(behavior)
+
+    first = handler()
+
+    async def continuation_first(_):
+        return first
+
+    wrapped = await interceptor.intercept_service(continuation_first, details)
+    assert await interceptor.intercept_service(continuation_first, details) is wrapped
+    second = handler()
+
+    async def continuation_second(_):
+        return second
+
+    rewrapped = await interceptor.intercept_service(continuation_second, details)
+    assert rewrapped is not wrapped and rewrapped.unary_unary is not None

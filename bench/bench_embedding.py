@@ -9,7 +9,9 @@ Reports, in one run, on deal-like texts of 20-120 words (about 100 tokens):
   call when the server is idle; and the same texts sent again (cache hits);
 - the engine ceiling: two processes (one per core) embedding one text per
   call on one thread each, with no gRPC, batcher or client: what serving could
-  reach on this machine with this graph;
+  reach on this machine with this graph; and where the two cores go while
+  `vectoros serve` answers 32 callers (model threads, the rest of the server,
+  the client: all on the same two cores);
 - the levers, each measured side by side in rounds (the machine is shared):
   fp32 vs int8, int8 graphs (per-token vs per-call activation scales,
   8-bit MatMulNBits, fused MultiHeadAttention: `graph_variants.py`), texts per
@@ -76,6 +78,52 @@ def interleaved(functions: dict[str, callable], rounds: int = ROUNDS) -> dict[st
 
 def line(label: str, value: str, note: str = "") -> None:
     print(f"  {label:<58} {value:>14}  {note}")
+
+
+class CpuSplit:
+    """Where the machine's CPU went while the block ran, in % of one core: all of
+    it (/proc/stat), the server's two busiest threads (the model workers), the
+    rest of the server (event loop, gRPC), and this process (the client)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.shares: dict[str, float] = {}
+
+    def _threads(self) -> dict[str, float]:
+        seconds = {}
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+            seconds[tid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return seconds
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        with open("/proc/stat") as handle:
+            ticks = [int(value) for value in handle.readline().split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # busy (not idle, not iowait), all
+
+    def __enter__(self) -> CpuSplit:
+        self._started = time.perf_counter()
+        self._machine_before = self._machine()
+        self._threads_before = self._threads()
+        self._client_before = time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self._started
+        busy, total = (after - before for after, before in zip(self._machine(), self._machine_before, strict=True))
+        used = sorted((spent - self._threads_before.get(tid, 0.0) for tid, spent in self._threads().items()),
+                      reverse=True)
+        self.shares = {
+            "machine_busy": 100 * (os.cpu_count() or 1) * busy / max(total, 1),
+            "model_threads": 100 * sum(used[:2]) / wall,
+            "server_rest": 100 * sum(used[2:]) / wall,
+            "client": 100 * (time.process_time() - self._client_before) / wall,
+        }
 
 
 # --- engine levers (in-process) ---------------------------------------------------
@@ -308,6 +356,7 @@ class OfficialServer:
         self.process = start_server("--models", str(models), "--data-dir", str(models.parent / "data"),
                                     "--log-level", "WARNING", timeout=180)
         self.port = self.process.port
+        self.pid = self.process.process.pid
 
     def close(self) -> None:
         self.process.terminate()
@@ -320,6 +369,7 @@ class Server:
             argv += [f"--{key.replace('_', '-')}", str(value)]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         self.port = json.loads(self.process.stdout.readline())["port"]
+        self.pid = self.process.pid
         self.options = options
 
     def close(self) -> None:
@@ -430,6 +480,7 @@ def main() -> int:
         # and each server on its own slice of the texts, and the ratios are taken
         # within a round.
         st_rates: list[float] = []
+        splits: list[dict[str, float]] = []
         rates: dict[str, list[float]] = {}
         try:
             chunk = max(1, len(texts) // ROUNDS)
@@ -442,8 +493,11 @@ def main() -> int:
                 rates.setdefault("engine ceiling: 2 processes x 1 thread, 1 text per call", []).append(
                     engine_ceiling(artifact, part))
                 for name, server in servers.items():
-                    rates.setdefault(f"{name}: 32 callers x 1 text", []).append(
-                        texts_per_second(server.port, [[t] for t in part], 32))
+                    with CpuSplit(server.pid) as split:
+                        rates.setdefault(f"{name}: 32 callers x 1 text", []).append(
+                            texts_per_second(server.port, [[t] for t in part], 32))
+                    if name == "vectoros serve":
+                        splits.append(split.shares)
                     rates.setdefault(f"{name}: 4 callers x 32 texts", []).append(
                         texts_per_second(server.port, [other[i:i + 32] for i in range(0, len(other), 32)], 4))
             st_rate = statistics.median(st_rates)
@@ -461,6 +515,12 @@ def main() -> int:
                 line(name, f"{statistics.median(measured):.1f} texts/s", f"{ratio:.2f}x sentence-transformers")
                 figures[f"served {name}"] = statistics.median(measured)
                 figures[f"served {name} ratio"] = ratio
+            shares = {key: statistics.median(split[key] for split in splits) for key in splits[0]}
+            line("where the 2 cores went, vectoros serve, 32 callers x 1 text",
+                 f"{shares['machine_busy']:.0f}% busy",
+                 f"model threads {shares['model_threads']:.0f}%, rest of the server {shares['server_rest']:.0f}%, "
+                 f"client {shares['client']:.0f}% (of one core)")
+            figures.update({f"served cpu {key}": value for key, value in shares.items()})
             del reference
             for name, server in servers.items():
                 p50, p99 = idle_latency(server.port, idle_texts[:150])

@@ -492,7 +492,11 @@ def main() -> int:
                 st_rates.append(len(part) / (time.perf_counter() - started))
                 rates.setdefault("engine ceiling: 2 processes x 1 thread, 1 text per call", []).append(
                     engine_ceiling(artifact, part))
-                for name, server in servers.items():
+                # Who runs first in a round runs on a machine the baseline has just
+                # left: the order rotates so that no server keeps that place.
+                order = list(servers)[round_index % len(servers):] + list(servers)[:round_index % len(servers)]
+                for name in order:
+                    server = servers[name]
                     with CpuSplit(server.pid) as split:
                         rates.setdefault(f"{name}: 32 callers x 1 text", []).append(
                             texts_per_second(server.port, [[t] for t in part], 32))

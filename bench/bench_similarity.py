@@ -13,8 +13,8 @@ For each size (10,000 and 100,000 stored deals by default), in one run:
   benchmark's store; one sequential Python client, whose own work is in the
   figure), beside a health Check over the same channel (the round trip with
   no work),
-- search-time HNSW ef 64 / 100 (Qdrant's default, served) / 128: the bare Edge
-  query's p50 / p99 and recall@10,
+- search-time HNSW ef 64 / 100 (Qdrant's default, served) / 128 (the server's
+  `--search-hnsw-ef`): the bare Edge query's p50 / p99 and recall@10,
 - NumPy brute force over the same vectors: the workspace and outcome mask, one
   matrix-vector product over the masked rows and `argpartition` (float32),
 - reopen time (closing and loading the shard again).
@@ -201,10 +201,11 @@ def time_served(folder: Path, rows: np.ndarray, workspaces: int) -> tuple[list[f
 
 def ef_lever(folder: Path, vectors: np.ndarray, brute: BruteForce, rows: np.ndarray, workspaces: int) -> dict:
     """Search-time HNSW `ef` (candidates kept while walking the graph; Qdrant's
-    default is the index's ef_construct, 100, which the server uses): the bare
-    Edge query (the engine's filter and payload, no decoding) p50 / p99 and
-    recall@10, the values taking turns query by query (the first to run a query
-    warms its pages, so the order rotates). Not a server setting."""
+    default is the index's ef_construct, 100, which the server uses unless
+    `--search-hnsw-ef` says otherwise): the bare Edge query (the engine's filter
+    and payload, no decoding) p50 / p99 and recall@10, the values taking turns
+    query by query (the first to run a query warms its pages, so the order
+    rotates)."""
     import qdrant_edge as qe
 
     from server.stores.edge import build_filter

@@ -40,6 +40,10 @@ class ServerConfig:
     # Re-embed stored deals into the new embedder's collection when a new
     # embedder version is in production (searches use the old one meanwhile).
     reindex_on_start: bool = False
+    # Candidates a similarity search keeps while walking the HNSW graph (Qdrant's
+    # `hnsw_ef`); 0 leaves Qdrant's default, the index's ef_construct (100). Lower
+    # is faster with lower recall (bench/bench_similarity.py measures both).
+    search_hnsw_ef: int = 0
     # Dynamic batching of embeddings.
     embed_max_batch: int = 32
     embed_max_wait_ms: float = 2.0
@@ -66,6 +70,7 @@ _HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "qdrant_url": "Qdrant server URL; empty = embedded store under --data-dir",
     "qdrant_api_key": "Qdrant API key",
+    "search_hnsw_ef": "HNSW candidates per similarity search (Qdrant hnsw_ef); 0 = Qdrant's default (100)",
     "reindex_on_start": "re-embed stored deals when the embedder version changes (vectoros reindex in the server)",
     "embed_max_batch": "largest embedding batch",
     "embed_max_wait_ms": "longest wait to fill an embedding batch, ms",
@@ -143,5 +148,7 @@ def _check(config: ServerConfig) -> None:
     for name in ("grace_seconds", "model_poll_seconds", "embed_max_wait_ms"):
         if not getattr(config, name) >= 0:
             raise SystemExit(f"--{name.replace('_', '-')}: must be >= 0")
+    if config.search_hnsw_ef < 0:
+        raise SystemExit("--search-hnsw-ef: must be >= 0 (0 = Qdrant's default)")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SystemExit("--log-level: must be DEBUG, INFO, WARNING or ERROR")

@@ -284,10 +284,13 @@ class SimilarityEngine:
     (measured: ~1 ms per call on a busy 2-core machine).
     """
 
-    def __init__(self, store: VectorStore, embedders: Embedders, *, embedder_name: str = EMBEDDER) -> None:
+    def __init__(
+        self, store: VectorStore, embedders: Embedders, *, embedder_name: str = EMBEDDER, hnsw_ef: int | None = None
+    ) -> None:
         self.store = store
         self.embedders = embedders
         self.embedder_name = embedder_name
+        self.hnsw_ef = hnsw_ef  # search-time HNSW candidates; None: the store's default
         self._state = _State()
         self._lock = threading.Lock()
         self._listeners: list[WriteListener] = []
@@ -544,6 +547,7 @@ class SimilarityEngine:
             deal_filter=deal_filter,
             min_score=min_score,
             exclude_point_ids=exclude,
+            hnsw_ef=self.hnsw_ef,
         )
         matches = [
             Match(score=min(1.0, max(-1.0, hit.score)), deal=record_from_json(hit.point.payload[RECORD]))

@@ -330,11 +330,13 @@ async def _until_stopped(work: Awaitable[str | None], stop: asyncio.Event) -> bo
 async def add_similarity_service(
     server: grpc.aio.Server, registry, config, batcher: DynamicBatcher | None = None
 ) -> SimilarityService:
-    """Build the store from `config` (`data_dir`, `qdrant_url`, `qdrant_api_key`),
-    open it if an embedder is loaded, and register the servicer. Call `refresh()`
-    (in a thread) when the embedder changes, and `close()` after the server stopped."""
+    """Build the store and engine from `config` (`data_dir`, `qdrant_url`,
+    `qdrant_api_key`, `search_hnsw_ef`), open it if an embedder is loaded, and
+    register the servicer. Call `refresh()` (in a thread) when the embedder
+    changes, and `close()` after the server stopped."""
     store = await asyncio.to_thread(open_store, config.data_dir, config.qdrant_url, config.qdrant_api_key)
-    service = SimilarityService(SimilarityEngine(store, RegistryEmbedders(registry, batcher)), registry)
+    engine = SimilarityEngine(store, RegistryEmbedders(registry, batcher), hnsw_ef=config.search_hnsw_ef or None)
+    service = SimilarityService(engine, registry)
     await asyncio.to_thread(service.refresh)
     similarity_pb2_grpc.add_SimilarityServiceServicer_to_server(SimilarityServicer(service.engine), server)
     return service

@@ -175,10 +175,12 @@ class Collection(ABC):
         deal_filter: DealFilter = NO_FILTER,
         min_score: float | None = None,
         exclude_point_ids: Sequence[str] = (),
+        hnsw_ef: int | None = None,
     ) -> list[ScoredDeal]:
         """The `limit` points of `workspace_id` nearest to `vector` (cosine), best
         first, that pass `deal_filter`, score at least `min_score` and are not in
-        `exclude_point_ids`."""
+        `exclude_point_ids`. `hnsw_ef`: candidates kept while walking the HNSW
+        graph (None: the store's default); exact search ignores it."""
 
     @abstractmethod
     def delete(self, workspace_id: str, point_ids: Sequence[str]) -> None:

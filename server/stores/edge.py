@@ -193,6 +193,7 @@ class EdgeCollection(Collection):
         deal_filter: DealFilter = NO_FILTER,
         min_score: float | None = None,
         exclude_point_ids: Sequence[str] = (),
+        hnsw_ef: int | None = None,
     ) -> list[ScoredDeal]:
         request = qe.QueryRequest(
             limit=limit,
@@ -200,6 +201,7 @@ class EdgeCollection(Collection):
             filter=build_filter(workspace_id, deal_filter, exclude_point_ids),
             with_payload=True,
             score_threshold=min_score,
+            params=qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None,
         )
         hits = self._shard.query(request)
         return [ScoredDeal(float(hit.score), _point(hit, False)) for hit in hits]

@@ -121,6 +121,7 @@ class RemoteCollection(Collection):
         deal_filter: DealFilter = NO_FILTER,
         min_score: float | None = None,
         exclude_point_ids: Sequence[str] = (),
+        hnsw_ef: int | None = None,
     ) -> list[ScoredDeal]:
         response = self._client.query_points(
             self.qdrant_name,
@@ -129,6 +130,7 @@ class RemoteCollection(Collection):
             limit=limit,
             with_payload=True,
             score_threshold=min_score,
+            search_params=models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None,
         )
         return [ScoredDeal(float(hit.score), _point(hit, False)) for hit in response.points]
 

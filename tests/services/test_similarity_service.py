@@ -91,9 +91,9 @@ class Running:
         self.service.close()
 
 
-async def start(registry, data_dir: Path) -> Running:
+async def start(registry, data_dir: Path, **settings) -> Running:
     server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
-    service = await add_similarity_service(server, registry, ServerConfig(data_dir=data_dir))
+    service = await add_similarity_service(server, registry, ServerConfig(data_dir=data_dir, **settings))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return Running(server, service, grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
@@ -172,6 +172,18 @@ async def test_upsert_find_delete_stats(running):
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await find(stub, "acme", deal_id="health-0")
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@on_session_loop
+async def test_search_hnsw_ef_reaches_the_store_and_searches_still_answer(registry, tmp_path):
+    made = await start(registry, tmp_path / "data", search_hnsw_ef=16)
+    try:
+        assert made.service.engine.hnsw_ef == 16
+        await upsert(made.stub, "acme", catalogue())
+        result = await find(made.stub, "acme", deal_id="health-3", top_k=5)
+        assert [m.deal.industry for m in result.matches] == ["health"] * 5
+    finally:
+        await made.stop()
 
 
 @on_session_loop

@@ -186,6 +186,15 @@ def test_search_matches_brute_force(shared):
         assert all(h.point.workspace_id == workspace and h.point.vector is None for h in hits)
 
 
+def test_search_takes_a_search_time_hnsw_ef(shared):
+    # Both adapters pass it to Qdrant; this collection is small enough to be
+    # searched exactly, so the answer is the exact one whatever ef says.
+    data, collection = shared
+    query = data.vectors[5]
+    hits = collection.search("acme", query, limit=10, hnsw_ef=16)
+    assert [h.point.point_id for h in hits] == data.expected("acme", query, 10)
+
+
 def test_a_stored_vector_finds_itself_unless_excluded(shared):
     data, collection = shared
     hits = collection.search("globex", data.vectors[1], limit=3)

@@ -14,7 +14,7 @@ For each size (10,000 and 100,000 stored deals by default), in one run:
   figure), beside a health Check over the same channel (the round trip with
   no work),
 - search-time HNSW ef 64 / 100 (Qdrant's default, served) / 128 (the server's
-  `--search-hnsw-ef`): the bare Edge query's p50 / p99 and recall@10,
+  `--search-hnsw-ef`): the store's search p50 / p99 and recall@10,
 - NumPy brute force over the same vectors: the workspace and outcome mask, one
   matrix-vector product over the masked rows and `argpartition` (float32),
 - reopen time (closing and loading the shard again).
@@ -45,7 +45,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
@@ -199,39 +198,31 @@ def time_served(folder: Path, rows: np.ndarray, workspaces: int) -> tuple[list[f
     return samples, floor
 
 
-def ef_lever(folder: Path, vectors: np.ndarray, brute: BruteForce, rows: np.ndarray, workspaces: int) -> dict:
+def ef_lever(store: EdgeStore, brute: BruteForce, rows: np.ndarray, workspaces: int) -> dict:
     """Search-time HNSW `ef` (candidates kept while walking the graph; Qdrant's
     default is the index's ef_construct, 100, which the server uses unless
-    `--search-hnsw-ef` says otherwise): the bare Edge query (the engine's filter
-    and payload, no decoding) p50 / p99 and recall@10, the values taking turns
-    query by query (the first to run a query warms its pages, so the order
-    rotates)."""
-    import qdrant_edge as qe
-
-    from server.stores.edge import build_filter
-
-    shard = qe.EdgeShard.load(str(folder / "vectors" / "embedder-v1" / "shard"))
+    `--search-hnsw-ef` says otherwise): the store's search (`EdgeCollection.search`
+    with the engine's filter, no record decoding) p50 / p99 and recall@10, the
+    values taking turns query by query (the first to run a query warms its
+    pages, so the order rotates)."""
+    collection = store.open_collection("embedder-v1")
     choices = (64, 100, 128)
     samples: dict[int, list[float]] = {ef: [] for ef in choices}
     hits = dict.fromkeys(choices, 0)
     try:
         for index, row in enumerate(rows.tolist()):
             workspace = f"ws-{row % workspaces}"
-            exclude = point_id(workspace, f"deal-{row}")
+            exclude = [point_id(workspace, f"deal-{row}")]
             expected = {point_id(workspace, f"deal-{r}") for r in brute.search(row).tolist()}
             turn = index % len(choices)  # who goes first (and warms the query's pages) rotates
             for ef in choices[turn:] + choices[:turn]:
-                request = qe.QueryRequest(
-                    limit=10, query=qe.Query.Nearest(vectors[row].tolist()),
-                    filter=build_filter(workspace, FILTER, [exclude]), with_payload=True,
-                    params=qe.SearchParams(hnsw_ef=ef),
-                )
                 started = time.perf_counter()
-                found = shard.query(request)
+                found = collection.search(workspace, brute.vectors[row], limit=10, deal_filter=FILTER,
+                                          exclude_point_ids=exclude, hnsw_ef=ef)
                 samples[ef].append(time.perf_counter() - started)
-                hits[ef] += len({str(hit.id) for hit in found} & expected)
+                hits[ef] += len({hit.point.point_id for hit in found} & expected)
     finally:
-        shard.close()
+        collection.close()
     return {ef: {**percentiles(samples[ef]), "recall": hits[ef] / (10 * len(rows))} for ef in choices}
 
 
@@ -295,7 +286,7 @@ def bench_size(count: int, workspaces: int, queries: int, folder: Path, skip_opt
         served, floor = time_served(folder, rows, workspaces)
         figures["edge_hnsw_served"] = percentiles(served)
         figures["served_health_check"] = percentiles(floor)
-        figures["hnsw_ef"] = ef_lever(folder, vectors, brute, rows, workspaces)
+        figures["hnsw_ef"] = ef_lever(store, brute, rows, workspaces)
 
     started = time.perf_counter()
     reopened = store.open_collection("embedder-v1")
@@ -326,7 +317,7 @@ def report(results: list[dict]) -> str:
         if "served_health_check" in r:
             check = r["served_health_check"]
             lines.append(f"| {r['deals']:,} | {check['p50_ms']:.2f} / {check['p99_ms']:.2f} |")
-    lines += ["", "| deals | search-time ef | bare Edge query p50 / p99 ms | recall@10 |", "|---|---|---|---|"]
+    lines += ["", "| deals | search-time ef | store search p50 / p99 ms | recall@10 |", "|---|---|---|---|"]
     for r in results:
         for ef, figures in r.get("hnsw_ef", {}).items():
             default = " (default)" if int(ef) == 100 else ""

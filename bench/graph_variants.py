@@ -21,21 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-CONTRIB = "com.microsoft"
-
-
-def _contrib_opset(model) -> None:
-    from onnx import helper
-
-    if not any(opset.domain == CONTRIB for opset in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
-
-
-def _drop_unused_initializers(graph) -> None:
-    used = {name for node in graph.node for name in node.input}
-    kept = [tensor for tensor in graph.initializer if tensor.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+from training.rowquant import CONTRIB_DOMAIN, drop_unused_initializers, use_contrib_domain
 
 
 def matmul_nbits_8bit(source: Path, target: Path, *, block_size: int = 128) -> int:
@@ -65,13 +51,13 @@ def matmul_nbits_8bit(source: Path, target: Path, *, block_size: int = 128) -> i
                                   numpy_helper.from_array(scale.reshape(-1).astype(np.float32), f"{name}_scale")])
         nodes.append(helper.make_node(
             "MatMulNBits", [node.input[0], f"{name}_weight", f"{name}_scale"], list(node.output),
-            name=name, domain=CONTRIB, K=inner, N=outer, bits=8, block_size=block_size, accuracy_level=4,
+            name=name, domain=CONTRIB_DOMAIN, K=inner, N=outer, bits=8, block_size=block_size, accuracy_level=4,
         ))
         count += 1
     del graph.node[:]
     graph.node.extend(nodes)
-    _drop_unused_initializers(graph)
-    _contrib_opset(model)
+    drop_unused_initializers(graph)
+    use_contrib_domain(model)
     onnx.save(model, str(target))
     return count
 
@@ -100,7 +86,7 @@ def multi_head_attention(source: Path, target: Path, *, heads: int = 12) -> int:
         graph.initializer.append(numpy_helper.from_array(np.concatenate(biases).astype(np.float32), f"mha{layer}_bias"))
         added.append(helper.make_node(
             "MultiHeadAttention", [*projections, f"mha{layer}_bias", mask], [f"{prefix}/Reshape_3_output_0"],
-            domain=CONTRIB, num_heads=heads, name=f"{prefix}/MultiHeadAttention",
+            domain=CONTRIB_DOMAIN, num_heads=heads, name=f"{prefix}/MultiHeadAttention",
         ))
     replaced = {node.output[0] for node in added}
     nodes = [node for node in graph.node if not set(node.output) & replaced] + added
@@ -125,7 +111,7 @@ def multi_head_attention(source: Path, target: Path, *, heads: int = 12) -> int:
         pending = [node for node in pending if id(node) not in done]
     del graph.node[:]
     graph.node.extend(ordered)
-    _drop_unused_initializers(graph)
-    _contrib_opset(model)
+    drop_unused_initializers(graph)
+    use_contrib_domain(model)
     onnx.save(model, str(target))
     return len(layers)

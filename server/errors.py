@@ -32,6 +32,12 @@ class InvalidInput(VectorOSError):
         self.rule = rule
 
 
+def unparsable(field: str, error: object) -> InvalidInput:
+    """The error for bytes at `field` that protobuf could not parse (`error`, its
+    DecodeError): mostly a string field that is not valid UTF-8."""
+    return InvalidInput(field, f"could not be parsed ({error}); every string field must be valid UTF-8")
+
+
 class NotFound(VectorOSError):
     code = grpc.StatusCode.NOT_FOUND
 

@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.errors import InvalidInput, VectorOSError
+from server.errors import InvalidInput, VectorOSError, unparsable
 
 log = logging.getLogger("vectoros.rpc")
 
@@ -150,9 +150,7 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 def _check_parsed(request: Any) -> None:
     if isinstance(request, _Unparsed):
-        raise InvalidInput(
-            "request", f"could not be parsed ({request.error}); every string field must be valid UTF-8"
-        )
+        raise unparsable("request", request.error)
 
 
 def _wrap_unary(method: str, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 
 from server.engines.deal_text import TEMPLATE_VERSION, deal_to_text
 from server.engines.embedding import MAX_TEXTS, DynamicBatcher, EmbedBatchResult, check_texts
-from server.errors import InvalidInput
+from server.errors import InvalidInput, unparsable
 from server.services.convert import deal_from_proto, time_to_proto
 from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
@@ -144,9 +144,7 @@ def _deal(raw: bytes, index: int) -> common_pb2.Deal:
     try:
         return common_pb2.Deal.FromString(raw)
     except DecodeError as exc:
-        raise InvalidInput(
-            f"deals[{index}]", f"could not be parsed ({exc}); every string field must be valid UTF-8"
-        ) from None
+        raise unparsable(f"deals[{index}]", exc) from None
 
 
 def _routing_key(texts: Sequence[str]) -> str:

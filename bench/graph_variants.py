@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.rowquant import CONTRIB_DOMAIN, drop_unused_initializers, use_contrib_domain
+from training.rowquant import CONTRIB_DOMAIN, save_rewritten
 
 
 def matmul_nbits_8bit(source: Path, target: Path, *, block_size: int = 128) -> int:
@@ -54,11 +54,7 @@ def matmul_nbits_8bit(source: Path, target: Path, *, block_size: int = 128) -> i
             name=name, domain=CONTRIB_DOMAIN, K=inner, N=outer, bits=8, block_size=block_size, accuracy_level=4,
         ))
         count += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    drop_unused_initializers(graph)
-    use_contrib_domain(model)
-    onnx.save(model, str(target))
+    save_rewritten(model, nodes, target)
     return count
 
 
@@ -109,9 +105,5 @@ def multi_head_attention(source: Path, target: Path, *, heads: int = 12) -> int:
         ordered += ready
         done = {id(node) for node in ready}
         pending = [node for node in pending if id(node) not in done]
-    del graph.node[:]
-    graph.node.extend(ordered)
-    drop_unused_initializers(graph)
-    use_contrib_domain(model)
-    onnx.save(model, str(target))
+    save_rewritten(model, ordered, target)
     return len(layers)

@@ -117,25 +117,23 @@ def quantize_per_token(source: Path, target: Path, *, exclude: tuple[str, ...] =
             ),
             helper.make_node("Mul", [f"{name}_product", f"{prefix}_scale"], [node.output[0]]),
         ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    drop_unused_initializers(graph)
-    use_contrib_domain(model)
-    onnx.save(model, str(target))
+    save_rewritten(model, nodes, target)
     return count
 
 
-def drop_unused_initializers(graph) -> None:
-    """Remove the initializers no node of `graph` reads any more."""
+def save_rewritten(model, nodes, target: Path) -> None:
+    """Write `model` to `target` with `nodes` as its graph's nodes: initializers no
+    node reads any more dropped, onnxruntime's `com.microsoft` domain declared."""
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
+    del graph.node[:]
+    graph.node.extend(nodes)
     used = {name for node in graph.node for name in node.input}
     kept = [tensor for tensor in graph.initializer if tensor.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
-
-
-def use_contrib_domain(model) -> None:
-    """Declare onnxruntime's `com.microsoft` operator domain in `model`'s opsets."""
-    from onnx import helper
-
     if not any(opset.domain == CONTRIB_DOMAIN for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    onnx.save(model, str(target))

@@ -273,9 +273,9 @@ def validate_answer(data: object, context: InsightContext) -> tuple[Answer | Non
 # --- the generator -------------------------------------------------------------------------
 
 
-def check_model(model: str) -> str | None:
-    """A warning when `model` is not a current model id of the installed SDK (not in
-    its `Model` list, or listed as deprecated), else None."""
+def sdk_models() -> tuple[frozenset[str], dict[str, str]]:
+    """The installed anthropic SDK's model ids and its deprecated ids (id -> end of
+    life). Both move with the SDK version, which the lock file pins."""
     import anthropic.types
 
     try:
@@ -285,8 +285,20 @@ def check_model(model: str) -> str | None:
     known = {arg for arg in typing.get_args(anthropic.types.Model) if isinstance(arg, str)}
     for arg in typing.get_args(anthropic.types.Model):
         known.update(a for a in typing.get_args(arg) if isinstance(a, str))
-    if model in DEPRECATED_MODELS:
-        return f"model {model!r} is deprecated (end of life {DEPRECATED_MODELS[model]})"
+    return frozenset(known), dict(DEPRECATED_MODELS)
+
+
+def check_model(
+    model: str, known: frozenset[str] | None = None, deprecated: dict[str, str] | None = None
+) -> str | None:
+    """A warning when `model` is not a current model id (not in `known`, or in
+    `deprecated`), else None. Both default to the installed SDK's lists."""
+    if known is None or deprecated is None:
+        sdk_known, sdk_deprecated = sdk_models()
+        known = sdk_known if known is None else known
+        deprecated = sdk_deprecated if deprecated is None else deprecated
+    if model in deprecated:
+        return f"model {model!r} is deprecated (end of life {deprecated[model]})"
     if model not in known:
         return f"model {model!r} is not in the anthropic SDK's model list"
     return None

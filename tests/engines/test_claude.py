@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fake_anthropic import FakeAnthropic, deal_context, raw_reply, status_reply, tool_reply, user_text
 
-from server.engines.claude import SYSTEM_PROMPT, TOOL_NAME, ClaudeGenerator, check_model, validate_answer
+from server.engines.claude import SYSTEM_PROMPT, TOOL_NAME, ClaudeGenerator, check_model, sdk_models, validate_answer
 from server.engines.deals import DealRecord, Outcome, StageChange
 from server.engines.insight import (
     InsightContext,
@@ -282,7 +282,24 @@ def test_validation_bounds_the_win_probability_around_the_score():
     assert errors == ["insights[0].secret: unknown field"]
 
 
-def test_model_ids_are_checked_against_the_sdk():
-    assert check_model("claude-sonnet-4-6") is None
-    assert "deprecated" in check_model("claude-sonnet-4-5")
+def test_model_ids_are_checked_against_given_lists():
+    # The lists are the test's own: a vendor's model list moves between SDK releases.
+    known = frozenset({"claude-current-1", "claude-old-1"})
+    deprecated = {"claude-old-1": "2026-01-01"}
+    assert check_model("claude-current-1", known, deprecated) is None
+    assert check_model("claude-old-1", known, deprecated) == (
+        "model 'claude-old-1' is deprecated (end of life 2026-01-01)"
+    )
+    assert check_model("claude-imaginary-1", known, deprecated) == (
+        "model 'claude-imaginary-1' is not in the anthropic SDK's model list"
+    )
+
+
+def test_model_ids_are_read_from_the_installed_sdk():
+    known, deprecated = sdk_models()
+    assert known, "the installed SDK lists no model ids"
+    current = sorted(known - set(deprecated))
+    assert current and check_model(current[0]) is None
+    for model in deprecated:
+        assert "deprecated" in check_model(model)
     assert "not in the anthropic SDK's model list" in check_model("claude-imaginary-1")

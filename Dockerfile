@@ -6,26 +6,31 @@
 FROM python:3.11-slim AS builder
 WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
-# CPU-only torch first, so nothing pulls the CUDA build.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
+# Exactly the locked packages (hash-checked); the lock pins torch's CPU build
+# (2.13.0+cpu), which PyTorch's CPU index serves, so nothing pulls CUDA.
+COPY requirements ./requirements
+RUN pip install --require-hashes --no-deps --extra-index-url https://download.pytorch.org/whl/cpu \
+        -r requirements/dev.lock
 COPY pyproject.toml README.md ./
 COPY vectoros ./vectoros
 COPY server ./server
 COPY training ./training
 COPY clients ./clients
 COPY scripts ./scripts
-RUN pip install ".[train]"
+RUN pip install --no-deps --no-build-isolation .
 # Demo models (synthetic scorer, exported embedder) into /models.
 RUN python scripts/build_demo.py --models /models --data-dir /data
 # A wheel of the serving package for the runtime stage.
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 \
     VECTOROS_HOST=0.0.0.0 VECTOROS_PORT=50051 \
     VECTOROS_MODELS=/models VECTOROS_DATA_DIR=/data
 COPY --from=builder /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels \
+COPY requirements/serve.lock /wheels/serve.lock
+RUN pip install --require-hashes --no-deps -r /wheels/serve.lock \
+    && pip install --no-deps /wheels/*.whl && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /data vectoros \
     && mkdir -p /models /data && chown vectoros /models /data
 COPY --from=builder --chown=vectoros /models /models

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Create .venv and install the project with its training and dev extras.
-# Idempotent: reinstalls only when pyproject.toml changed since the last run.
-# torch==2.13.0 goes first: it resolves to the local CPU build, whereas letting
-# sentence-transformers pull "torch" would download gigabytes of CUDA wheels.
+# Create .venv and install exactly what CI tested: the packages of
+# requirements/dev.lock (serving set + train and dev extras, exact versions,
+# checked by hash), then the project itself without resolving anything.
+# Idempotent: reinstalls only when the lock file or pyproject.toml changed.
+# torch is pinned in the lock to the local CPU build (2.13.0+cpu) by its hash,
+# so nothing can pull the gigabytes of CUDA wheels. Relock with
+# `python scripts/lock.py` after changing a dependency in pyproject.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+LOCK=${VECTOROS_LOCK:-requirements/dev.lock}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.vectoros-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml "$LOCK" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[train,dev]"
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r "$LOCK"
+  .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+  .venv/bin/python -m pip check
   echo "$want" > "$stamp"
 fi

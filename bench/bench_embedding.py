@@ -131,7 +131,7 @@ class CpuSplit:
 
 def engine_levers(artifact: Path, texts: list[str]) -> dict[str, float]:
     from server.engines.embedding import EmbedderSettings, load_embedder
-    from server.models.manifest import Manifest
+    from vectoros.core.manifest import Manifest
 
     manifest = Manifest.load(artifact)
 
@@ -228,8 +228,8 @@ def int8_batch_dependence(artifact: Path, texts: list[str]) -> tuple[float, floa
     """Mean and minimum cosine between a text's int8 vector computed alone and in
     sorted calls of 16 (1.0: per-token activation scales make it independent)."""
     from server.engines.embedding import EmbedderSettings, load_embedder
-    from server.models.manifest import Manifest
     from training.embedder import cosine_per_row
+    from vectoros.core.manifest import Manifest
 
     manifest = Manifest.load(artifact)
     alone = load_embedder(artifact, manifest, EmbedderSettings(precision="int8")).embed(texts).vectors
@@ -250,7 +250,7 @@ def arena_probe(artifact: Path, mode: str) -> dict[str, float]:
 
 def _arena_probe_main(artifact: Path, mode: str) -> None:
     from server.engines.embedding import EmbedderSettings, load_embedder
-    from server.models.manifest import Manifest
+    from vectoros.core.manifest import Manifest
 
     model = load_embedder(artifact, Manifest.load(artifact), EmbedderSettings(precision="fp32", arena=mode))
     short = deal_like_texts(64, seed=1, min_words=5, max_words=30)
@@ -296,7 +296,7 @@ def engine_ceiling(artifact: Path, texts: list[str], processes: int = 2) -> floa
 
 def _ceiling_worker_main(texts_file: Path, artifact: Path) -> None:
     from server.engines.embedding import EmbedderSettings, load_embedder
-    from server.models.manifest import Manifest
+    from vectoros.core.manifest import Manifest
 
     texts = json.loads(texts_file.read_text())
     model = load_embedder(artifact, Manifest.load(artifact), EmbedderSettings(
@@ -350,8 +350,7 @@ class OfficialServer:
     """`vectoros serve` itself, with its default configuration."""
 
     def __init__(self, models: Path) -> None:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from serverproc import start_server
+        from tests.support.serverproc import start_server
 
         self.process = start_server("--models", str(models), "--data-dir", str(models.parent / "data"),
                                     "--log-level", "WARNING", timeout=180)
@@ -446,8 +445,8 @@ def main() -> int:
         _ceiling_worker_main(args.ceiling_worker, args.artifact)
         return 0
 
-    from server.models.manifest import Manifest
     from server.models.publish import publish
+    from vectoros.core.manifest import Manifest
 
     figures: dict[str, float] = {}
     artifact = cached_export(log=lambda message: print(f"  export: {message}", file=sys.stderr))

@@ -28,12 +28,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from loop_forecast import loop_forecast  # noqa: E402
-from serverproc import start_server  # noqa: E402
 
 from server.engines import forecast as engine  # noqa: E402
+from tests.support.serverproc import start_server  # noqa: E402
 from vectoros.v1 import common_pb2, forecast_pb2, forecast_pb2_grpc  # noqa: E402
 
 SIMULATIONS = 10_000

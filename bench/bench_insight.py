@@ -44,8 +44,6 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 
-from server.engines.deal_text import deal_to_text  # noqa: E402
-from server.engines.deals import Outcome  # noqa: E402
 from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder  # noqa: E402
 from server.engines.insight import CLOSED, HistoryIndex, InsightEngine, summarize_history  # noqa: E402
 from server.engines.monitor import PipelineMonitor  # noqa: E402
@@ -64,6 +62,8 @@ from training import embedder as embedder_export  # noqa: E402
 from training.records import write_deals  # noqa: E402
 from training.scorer import TrainConfig, train_scorer  # noqa: E402
 from training.synth import DATE_COLUMNS, DEFAULT_END, synth_deals  # noqa: E402
+from vectoros.core.deal_text import deal_to_text  # noqa: E402
+from vectoros.core.deals import Outcome  # noqa: E402
 from vectoros.v1 import insight_pb2, insight_pb2_grpc  # noqa: E402
 
 WORKSPACE = "bench"

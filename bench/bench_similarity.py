@@ -44,14 +44,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from server.engines.deals import DealRecord, Outcome  # noqa: E402
 from server.engines.similarity import Query, SimilarityEngine, deal_payload, text_sha256  # noqa: E402
 from server.stores.base import DealFilter, DealPoint, point_id  # noqa: E402
 from server.stores.edge import EdgeStore  # noqa: E402
+from vectoros.core.deals import DealRecord, Outcome  # noqa: E402
 from vectoros.v1 import common_pb2, similarity_pb2, similarity_pb2_grpc  # noqa: E402
 
 DIM = 384
@@ -157,9 +156,8 @@ def time_served(folder: Path, rows: np.ndarray, workspaces: int) -> tuple[list[f
     """FindSimilarDeals against `vectoros serve` itself (its own process, the store in
     `folder`), from a client in this process, one call at a time; and after each, a
     health Check over the same channel (the round trip with no work: the floor)."""
-    from serverproc import start_server
-
     from server.models.publish import publish
+    from tests.support.serverproc import start_server
     from training.embedder import cached_export
 
     models = folder / "models"

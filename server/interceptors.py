@@ -1,7 +1,7 @@
 """Cross-cutting concerns for every RPC: error mapping and the request log.
 
-One interceptor wraps every handler. Project exceptions (`server.errors`)
-become their status code and message; `InvalidInput` also carries a
+One interceptor wraps every handler. Project exceptions (`vectoros.core.errors`)
+become the gRPC status their code name names, with their message; `InvalidInput` also carries a
 `google.rpc.BadRequest` detail naming the field. Anything else becomes
 INTERNAL with a generic message, and the traceback goes to the log only.
 A request protobuf cannot parse (a string field that is not UTF-8, truncated
@@ -23,15 +23,20 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.errors import InvalidInput, VectorOSError, unparsable
+from vectoros.core.errors import InvalidInput, VectorOSError, unparsable
 
 log = logging.getLogger("vectoros.rpc")
 
 INTERNAL_MESSAGE = "internal error; see the server log"
 
 
+def status_code(error: VectorOSError) -> grpc.StatusCode:
+    """The gRPC status for a project error's code name (the one place they meet)."""
+    return grpc.StatusCode[error.code]
+
+
 def _status_for(error: VectorOSError) -> grpc.Status:
-    detail = status_pb2.Status(code=error.code.value[0], message=error.message)
+    detail = status_pb2.Status(code=status_code(error).value[0], message=error.message)
     if isinstance(error, InvalidInput):
         bad_request = error_details_pb2.BadRequest(
             field_violations=[error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.rule)]
@@ -53,7 +58,7 @@ class _Call:
     async def fail(self, error: BaseException, context: grpc.aio.ServicerContext) -> None:
         """Record the error's code and abort the call with it (raises)."""
         if isinstance(error, VectorOSError):
-            self.code = error.code
+            self.code = status_code(error)
             await context.abort_with_status(_status_for(error))
         self.code = grpc.StatusCode.INTERNAL
         log.error("unhandled error in %s", self.method, exc_info=error, extra={"method": self.method})

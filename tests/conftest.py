@@ -1,5 +1,2 @@
-import sys
-from pathlib import Path
-
-# Tests import helpers such as `serverproc` from this folder.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+"""Tests are a package (`tests.*`): pytest puts the repository root on sys.path,
+so `training`, `server` and `tests.support` import as everywhere else."""

@@ -1,13 +1,10 @@
 """The environment the tests run in is the one the lock file describes."""
 
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 
 from scripts.lock import LOCKS, SETS, canonical, read_lock
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_locked_package_is_installed_at_its_locked_version():

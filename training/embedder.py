@@ -343,8 +343,8 @@ def build_embedder(out: Path, *, log=print) -> Path:
     """Export, measure and write the artifact into the empty or new folder `out`.
     Returns the manifest path. Fails (SystemExit) when fp32 misses its bar."""
     from server.engines import embedding as engine
-    from server.models.manifest import FORMAT, Manifest, file_checksums, make_golden, onnx_signature
     from vectoros import __version__
+    from vectoros.core.manifest import FORMAT, Manifest, file_checksums, make_golden, onnx_signature
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):

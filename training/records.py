@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server.engines.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
-from server.engines.features import SpecOverrides
+from vectoros.core.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
+from vectoros.core.features import SpecOverrides
 
 REQUIRED = ("deal_id", "outcome", "value", "created_at")
 TEXT_FIELDS = ("workspace_id", "name", "company", "industry", "region", "notes", "currency", "stage", "owner_id")

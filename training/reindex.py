@@ -31,10 +31,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from server.engines.embedding import EmbedderSettings, load_embedder
     from server.engines.similarity import EMBEDDER, reindex
-    from server.errors import VectorOSError
     from server.models.registry import ModelRegistry
     from server.stores import open_store
     from server.stores.base import StoreError
+    from vectoros.core.errors import VectorOSError
 
     registry = ModelRegistry(
         args.models,

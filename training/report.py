@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.engines.features import FeatureSpec
+from vectoros.core.features import FeatureSpec
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ From a deal file (docs/deal-records.md) to a model artifact ready for
 
 With `embedder` (`--embedder DIR`: an embedder artifact or a published version
 folder), two similarity features join the matrix (`similar_win_rate`,
-`similar_mean_score`, `server.engines.similar_features`): every record's
+`similar_mean_score`, `vectoros.core.similar_features`): every record's
 `deal_to_text` is embedded, and each record's neighbours are the other closed
 deals of its workspace that closed before its snapshot. A training row's
 neighbours come from the training deals only (held-out outcomes never shape the
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from server.engines.deals import DealRecord, Outcome
-from server.engines.features import FeatureSpec, SpecOverrides, featurize, fit_feature_spec
-from server.engines.similar_features import (
+from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.features import FeatureSpec, SpecOverrides, featurize, fit_feature_spec
+from vectoros.core.similar_features import (
     DEFAULT_K,
     SIMILARITY_FEATURES,
     SimilaritySpec,
@@ -100,7 +100,7 @@ class TrainResult:
     benchmarks and tests; the artifact holds its ONNX form)."""
 
     out_dir: Path
-    manifest: object  # server.models.manifest.Manifest
+    manifest: object  # vectoros.core.manifest.Manifest
     metrics: dict[str, float]
     spec: FeatureSpec
     params: dict
@@ -431,7 +431,7 @@ def load_embedder_dir(directory: str | Path):
     """The embedder (`server.engines.embedding.EmbedderModel`) of an artifact folder
     or a published version folder, at its default precision."""
     from server.engines.embedding import load_embedder
-    from server.models.manifest import Manifest, ManifestError
+    from vectoros.core.manifest import Manifest, ManifestError
 
     try:
         manifest = Manifest.load(Path(directory))
@@ -445,7 +445,7 @@ def load_embedder_dir(directory: str | Path):
 def embed_records(embedder, records: Sequence[DealRecord], batch_size: int = 256, progress=None) -> np.ndarray:
     """Unit vectors (float32 [len(records), dimension]) of the records' `deal_to_text`,
     each distinct text embedded once."""
-    from server.engines.deal_text import deal_to_text
+    from vectoros.core.deal_text import deal_to_text
 
     texts = [deal_to_text(r) for r in records]
     distinct = list(dict.fromkeys(texts))
@@ -468,7 +468,7 @@ def similarity_columns(
     """The similarity spec and the two similarity features of the training and
     held-out rows ([n, 2] each; see the module docstring for who may be a
     neighbour of whom)."""
-    from server.engines.deal_text import TEMPLATE_VERSION
+    from vectoros.core.deal_text import TEMPLATE_VERSION
 
     records = [*train_records, *test_records]
     vectors = embed_records(embedder, records, progress=progress)
@@ -540,9 +540,9 @@ def train_scorer(
     import xgboost
     from tqdm import tqdm
 
-    from server.models.manifest import build_manifest
     from training import report
     from training.records import read_deals
+    from vectoros.core.manifest import build_manifest
 
     config = config or TrainConfig()
     out_dir = Path(out_dir)

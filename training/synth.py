@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.engines.deals import DealRecord, Outcome, StageChange
+from vectoros.core.deals import DealRecord, Outcome, StageChange
 
 STAGES = ("prospecting", "discovery", "demo", "proposal", "negotiation")
 DEFAULT_END = datetime(2025, 6, 30, tzinfo=UTC)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from server.errors import InvalidInput, Overloaded, Unavailable
+from vectoros.core.errors import InvalidInput, Overloaded, Unavailable
 
 log = logging.getLogger("vectoros.embedding")
 
@@ -112,7 +112,7 @@ _SPEC_KEYS = (
 
 
 def _spec_fail(key: str, rule: str) -> Exception:
-    from server.models.manifest import ManifestError
+    from vectoros.core.manifest import ManifestError
 
     return ManifestError(f"spec.{key}: {rule}")
 

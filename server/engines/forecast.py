@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from server.errors import Cancelled, InvalidInput
+from vectoros.core.errors import Cancelled, InvalidInput
 
 MAX_DEALS = 50_000
 MAX_SIMULATIONS = 1_000_000

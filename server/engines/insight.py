@@ -44,10 +44,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from server.engines.deal_text import clean, deal_to_text, value_band
-from server.engines.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
-from server.engines.features import is_terminal_stage
-from server.engines.similar_features import SimilarNeighbours
+from server.engines.neighbours import SimilarNeighbours
 from server.engines.similarity import (
     Query,
     SimilarityEngine,
@@ -55,9 +52,12 @@ from server.engines.similarity import (
     record_to_json,
     text_sha256,
 )
-from server.errors import InvalidInput, NotFound
 from server.ledger import InsightSetRow, Ledger
 from server.stores.base import RECORD, TEXT_SHA256, DealFilter, DealPoint, point_id
+from vectoros.core.deal_text import clean, deal_to_text, value_band
+from vectoros.core.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
+from vectoros.core.errors import InvalidInput, NotFound
+from vectoros.core.features import is_terminal_stage
 
 log = logging.getLogger("vectoros.insight")
 

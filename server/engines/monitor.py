@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from server.engines.deals import DealRecord, Outcome
 from server.engines.insight import SCORER, HistoryIndex, WorkspaceHistory, stat_key
-from server.errors import InvalidInput, NotFound, Unavailable
 from server.ledger import AlertRow, Ledger, ScanState
+from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.errors import InvalidInput, NotFound, Unavailable
 
 DEFAULT_STALE_DAYS = 14.0
 PROBABILITY_DROP = 0.15

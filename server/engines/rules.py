@@ -42,7 +42,6 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from server.engines.deals import Outcome
 from server.engines.insight import (
     RULES,
     Evidence,
@@ -55,6 +54,7 @@ from server.engines.insight import (
     Usage,
     stat_key,
 )
+from vectoros.core.deals import Outcome
 
 PROBABILITY_GAP = 0.25
 MIN_SIMILAR_WON = 3

@@ -16,7 +16,7 @@ ONNX file, run by onnxruntime, with two outputs:
   root's expected value) is in the spec; bias + sum(contributions) is the
   model's margin in log-odds.
 
-The manifest's `spec` also holds the feature spec (`server.engines.features`,
+The manifest's `spec` also holds the feature spec (`vectoros.core.features`,
 with an optional `similarity` section for the similar-deal features, which the
 servicer obtains from the similarity store and passes to `score`),
 the Platt calibration of the margin (`sigmoid(slope * margin + intercept)`)
@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from server.engines.deals import DealRecord
-from server.engines.features import FeatureSpec, featurize
-from server.engines.similar_features import SimilaritySpec
-from server.models.manifest import ManifestError
+from vectoros.core.deals import DealRecord
+from vectoros.core.features import FeatureSpec, featurize
+from vectoros.core.manifest import ManifestError
+from vectoros.core.similar_features import SimilaritySpec
 
 SPEC_KEYS = ("features", "calibration", "risk", "model_file", "bias")
 OUTPUTS = ("probabilities", "contributions")
@@ -164,7 +164,7 @@ class ScorerModel:
         """Score deals as of their `snapshot_at` (or `now`). `top_factors` (0..F) is the
         number of largest contributions by absolute size returned per deal.
         `similar` [N, 2]: the similarity features of a scorer that has them
-        (`server.engines.similar_features.SimilarNeighbours`); NaN without it."""
+        (`server.engines.neighbours.SimilarNeighbours`); NaN without it."""
         if not records:
             return []
         features = featurize(records, self.spec, now=now, similar=similar)

@@ -37,9 +37,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from server.engines.deal_text import TEMPLATE_VERSION, deal_to_text
-from server.engines.deals import DealRecord, Outcome, StageChange
-from server.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
 from server.stores.base import (
     DEAL_ID,
     INDUSTRY,
@@ -58,6 +55,9 @@ from server.stores.base import (
     payload_matches,
     point_id,
 )
+from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
+from vectoros.core.deals import DealRecord, Outcome, StageChange
+from vectoros.core.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger("vectoros.similarity")
 

@@ -98,8 +98,8 @@ def _print_labels(name: str, labels) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from server.errors import VectorOSError
     from server.models.publish import publish
+    from vectoros.core.errors import VectorOSError
 
     try:
         result = publish(args.artifact_dir, _root(args), force=args.force, canary_percent=args.canary)
@@ -122,9 +122,9 @@ def _number(value: float | None) -> str:
 
 
 def _rows(root: Path) -> list[dict]:
-    from server.errors import VectorOSError
     from server.models.publish import PRIMARY_METRIC
     from server.models.repository import ModelRepository
+    from vectoros.core.errors import VectorOSError
 
     repo = ModelRepository(root)
     rows = []
@@ -180,8 +180,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from server.errors import VectorOSError
     from server.models.repository import ModelRepository
+    from vectoros.core.errors import VectorOSError
 
     repo = ModelRepository(_root(args))
     try:
@@ -195,8 +195,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from server.errors import VectorOSError
     from server.models.repository import ModelRepository
+    from vectoros.core.errors import VectorOSError
 
     try:
         labels = ModelRepository(_root(args)).rollback(args.name, to=args.to)
@@ -207,8 +207,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _canary(args: argparse.Namespace) -> int:
-    from server.errors import VectorOSError
     from server.models.repository import ModelRepository
+    from vectoros.core.errors import VectorOSError
 
     repo = ModelRepository(_root(args))
     try:
@@ -227,8 +227,8 @@ def _canary(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from server.errors import VectorOSError
     from server.models.repository import ModelRepository
+    from vectoros.core.errors import VectorOSError
 
     try:
         labels = ModelRepository(_root(args)).promote(args.name)

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from server.errors import FailedPrecondition, NotFound
-from server.models.manifest import Manifest, ManifestError, metric_direction, run_golden, verify_files
 from server.models.repository import (
     NEXT_VERSION_FILE,
     ModelRepository,
@@ -30,6 +28,8 @@ from server.models.repository import (
     valid_percent,
     write_atomic,
 )
+from vectoros.core.errors import FailedPrecondition, NotFound
+from vectoros.core.manifest import Manifest, ManifestError, metric_direction, run_golden, verify_files
 
 log = logging.getLogger(__name__)
 

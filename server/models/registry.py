@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from server.errors import InvalidInput, NotFound, Unavailable, VectorOSError
-from server.models.manifest import Manifest, ManifestError, run_golden, verify_files
 from server.models.repository import ModelRepository
+from vectoros.core.errors import InvalidInput, NotFound, Unavailable, VectorOSError
+from vectoros.core.manifest import Manifest, ManifestError, run_golden, verify_files
 
 log = logging.getLogger(__name__)
 

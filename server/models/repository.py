@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.errors import FailedPrecondition, NotFound
-from server.models.manifest import MANIFEST_FILE, NAME_PATTERN, Manifest, ManifestError
+from vectoros.core.errors import FailedPrecondition, NotFound
+from vectoros.core.manifest import MANIFEST_FILE, NAME_PATTERN, Manifest, ManifestError
 
 LABELS_FILE = "labels.json"
 LOCK_FILE = ".publish.lock"

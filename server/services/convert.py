@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf import timestamp_pb2
 
-from server.engines.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
-from server.errors import InvalidInput
+from vectoros.core.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
+from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2
 
 MAX_ID_BYTES = 128

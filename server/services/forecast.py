@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import grpc
 
 from server.engines import forecast as engine
-from server.engines.deals import Outcome
-from server.errors import InvalidInput
 from server.services.convert import outcome_from_proto, time_from_proto, time_to_proto
+from vectoros.core.deals import Outcome
+from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2, forecast_pb2, forecast_pb2_grpc
 
 # Optional option fields copied as they are when the caller set them.

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 import grpc
 
-from server.engines.deals import Outcome
 from server.engines.insight import (
     ExportFormat,
     HistoryIndex,
@@ -28,9 +27,10 @@ from server.engines.insight import (
 )
 from server.engines.monitor import MAX_SCAN_DEALS, Alert, PipelineMonitor, Priority
 from server.engines.rules import RulesGenerator
-from server.errors import InvalidInput
 from server.ledger import Ledger
 from server.services.convert import deal_from_proto, deal_id, time_from_proto
+from vectoros.core.deals import Outcome
+from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2, insight_pb2, insight_pb2_grpc
 
 log = logging.getLogger("vectoros.insight")

@@ -1,7 +1,7 @@
 """ScoringService: protobuf in, engine call, protobuf out.
 
 A scorer trained with similarity features gets them from the similarity store
-(`server.engines.similar_features.SimilarNeighbours`) when the servicer is given
+(`server.engines.neighbours.SimilarNeighbours`) when the servicer is given
 one; without it, or for a deal not stored in its workspace, they are NaN.
 """
 
@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 
 import grpc
 
-from server.engines.deals import DealRecord
+from server.engines.neighbours import SimilarNeighbours
 from server.engines.scoring import DealScoreResult
-from server.engines.similar_features import SimilarNeighbours
-from server.errors import InvalidInput
 from server.services.convert import deal_from_proto, time_to_proto
+from vectoros.core.deals import DealRecord
+from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 MODEL = "scorer"

@@ -26,11 +26,11 @@ from server.engines.similarity import (
     SimilarityEngine,
     Summary,
 )
-from server.errors import InvalidInput, NotFound, Unavailable
 from server.services.convert import deal_from_proto, deal_id, deal_to_proto, outcome_from_proto
 from server.stores import open_store
 from server.stores.base import DealFilter
 from server.stores.edge import optimize_elsewhere
+from vectoros.core.errors import InvalidInput, NotFound, Unavailable
 from vectoros.v1 import common_pb2, similarity_pb2, similarity_pb2_grpc
 
 log = logging.getLogger("vectoros.similarity")

@@ -11,10 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fake_anthropic import FakeAnthropic, deal_context, raw_reply, status_reply, tool_reply, user_text
 
 from server.engines.claude import SYSTEM_PROMPT, TOOL_NAME, ClaudeGenerator, check_model, sdk_models, validate_answer
-from server.engines.deals import DealRecord, Outcome, StageChange
 from server.engines.insight import (
     InsightContext,
     InsightType,
@@ -26,6 +24,8 @@ from server.engines.insight import (
     summarize_history,
 )
 from server.engines.rules import RulesGenerator
+from tests.support.fake_anthropic import FakeAnthropic, deal_context, raw_reply, status_reply, tool_reply, user_text
+from vectoros.core.deals import DealRecord, Outcome, StageChange
 
 MODEL = "claude-sonnet-4-6"
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from server.engines.deal_text import TEMPLATE_VERSION, VALUE_BANDS, deal_to_text, value_band  # noqa: E402
-from server.engines.deals import DealRecord, Outcome  # noqa: E402
-from server.engines.embedding import (  # noqa: E402
+from server.engines.embedding import (
     MAX_TEXT_BYTES,
     MAX_TEXTS,
     BatcherConfig,
@@ -25,9 +21,11 @@ from server.engines.embedding import (  # noqa: E402
     load_embedder,
     parse_spec,
 )
-from server.errors import InvalidInput, Overloaded, Unavailable  # noqa: E402
-from server.models.manifest import Manifest, ManifestError  # noqa: E402
-from training.embedder import cached_export, cached_reference, cosine_per_row, deal_like_texts  # noqa: E402
+from training.embedder import cached_export, cached_reference, cosine_per_row, deal_like_texts
+from vectoros.core.deal_text import TEMPLATE_VERSION, VALUE_BANDS, deal_to_text, value_band
+from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.errors import InvalidInput, Overloaded, Unavailable
+from vectoros.core.manifest import Manifest, ManifestError
 
 LONG = deal_like_texts(1, seed=11, min_words=500, max_words=500)[0]
 MIXED = ["", "renewal", "Müller GmbH – Pilot in Zürich, Budget freigegeben", LONG, *deal_like_texts(12, seed=12)]

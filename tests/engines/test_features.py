@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from server.engines.deals import DealRecord, Outcome, StageChange
-from server.engines.features import (
+from vectoros.core.deals import DealRecord, Outcome, StageChange
+from vectoros.core.features import (
     BUILTIN_FEATURES,
     OTHER,
     FeatureSpec,
@@ -185,7 +185,7 @@ def test_builtin_features_cover_the_families(spec):
 
 def test_feature_code_imports_no_training_libraries():
     code = (
-        "import sys, server.engines.features, server.engines.deals\n"
+        "import sys, vectoros.core.features, vectoros.core.deals\n"
         "bad = [m for m in ('xgboost', 'sklearn', 'torch', 'grpc') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -5,10 +5,8 @@ standard errors), with fixed seeds so that every run sees the same numbers.
 """
 
 import math
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from server.engines.forecast import (
     compare_scenarios,
     forecast,
 )
-from server.errors import Cancelled, InvalidInput
+from vectoros.core.errors import Cancelled, InvalidInput
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
 END = datetime(2027, 4, 1, tzinfo=UTC)  # 90 days: January, February, March
@@ -281,8 +279,7 @@ def test_certain_pipeline_has_one_bin_and_no_variance():
 
 
 def test_agrees_with_the_loop_reference():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-    from loop_forecast import loop_forecast
+    from bench.loop_forecast import loop_forecast
 
     deals = pipeline(40, seed=9)
     deals[0] = replace(deals[0], expected_close=None)

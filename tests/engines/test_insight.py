@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from server.engines.deal_text import deal_to_text
-from server.engines.deals import DealRecord, Outcome
 from server.engines.insight import (
     HistoryAggregate,
     HistoryIndex,
@@ -33,16 +29,16 @@ from server.engines.insight import (
 from server.engines.rules import RulesGenerator
 from server.engines.scoring import load_scorer
 from server.engines.similarity import Query, SimilarityEngine
-from server.errors import InvalidInput, NotFound
 from server.ledger import Ledger
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.stores.edge import EdgeStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training.records import write_deals  # noqa: E402
-from training.scorer import TrainConfig, train_scorer  # noqa: E402
-from training.synth import DATE_COLUMNS, synth_deals  # noqa: E402
+from training.records import write_deals
+from training.scorer import TrainConfig, train_scorer
+from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deal_text import deal_to_text
+from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.errors import InvalidInput, NotFound
 
 DIM = 32
 TINY = TrainConfig(folds=2, grid=({"max_depth": 3, "learning_rate": 0.2, "min_child_weight": 1},), max_trees=40,

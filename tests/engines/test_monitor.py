@@ -10,16 +10,13 @@ import asyncio
 import hashlib
 import io
 import json
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
-from server.engines.deals import DealRecord, Outcome, StageChange
 from server.engines.insight import HistoryIndex, StoredDeal, WorkspaceHistory, summarize_history
 from server.engines.monitor import (
     DEFAULT_STALE_DAYS,
@@ -33,10 +30,9 @@ from server.interceptors import ErrorAndLogInterceptor
 from server.ledger import Ledger, ScanState
 from server.models.registry import ModelRegistry
 from server.stores.edge import EdgeStore
+from training import export as export_cli
+from vectoros.core.deals import DealRecord, Outcome, StageChange
 from vectoros.v1 import insight_pb2_grpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training import export as export_cli  # noqa: E402
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)

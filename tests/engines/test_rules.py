@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from server.engines.deals import DealRecord, Outcome, StageChange
 from server.engines.insight import (
     MIN_SAMPLE,
     InsightContext,
@@ -25,6 +24,7 @@ from server.engines.insight import (
     summarize_history,
 )
 from server.engines.rules import RulesGenerator, days, pct
+from vectoros.core.deals import DealRecord, Outcome, StageChange
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

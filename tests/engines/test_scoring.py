@@ -2,21 +2,19 @@ import subprocess
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from server.engines.deals import DealRecord
-from server.engines.features import featurize
 from server.engines.scoring import RiskThresholds, load_scorer
-from server.models.manifest import Manifest, ManifestError
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training.records import write_deals  # noqa: E402
-from training.scorer import TrainConfig, train_scorer  # noqa: E402
-from training.synth import DATE_COLUMNS, synth_deals  # noqa: E402
+from training.records import write_deals
+from training.scorer import TrainConfig, train_scorer
+from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deals import DealRecord
+from vectoros.core.features import featurize
+from vectoros.core.manifest import Manifest, ManifestError
 
 FAST = TrainConfig(grid=({"max_depth": 4, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=200,
                    progress=False)
@@ -114,9 +112,9 @@ def test_serving_path_imports_no_training_libraries(artifact):
     code = (
         "import sys\n"
         "from datetime import datetime, UTC\n"
-        "from server.models.manifest import Manifest\n"
+        "from vectoros.core.manifest import Manifest\n"
         "from server.engines.scoring import load_scorer\n"
-        "from server.engines.deals import DealRecord\n"
+        "from vectoros.core.deals import DealRecord\n"
         f"model = load_scorer({str(directory)!r}, Manifest.load({str(directory)!r}))\n"
         "model.score([DealRecord(deal_id='a', value=1.0)], now=datetime.now(UTC))\n"
         "bad = [m for m in ('xgboost', 'sklearn', 'torch', 'onnxmltools') if m in sys.modules]\n"

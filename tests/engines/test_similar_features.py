@@ -4,15 +4,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from server.engines.deals import DealRecord, Outcome
-from server.engines.features import FeatureSpec, featurize, fit_feature_spec
-from server.engines.similar_features import (
+from server.engines.similarity import Match, summarize
+from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.features import FeatureSpec, featurize, fit_feature_spec
+from vectoros.core.similar_features import (
     SIMILARITY_FEATURES,
     SimilaritySpec,
     features_from_matches,
     similarity_features,
 )
-from server.engines.similarity import Match, summarize
 
 SIMILARITY = SimilaritySpec(
     k=3, template_version="deal-text-v1", embedder_name="embedder", embedder_version=None,

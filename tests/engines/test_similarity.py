@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from server.engines.deal_text import deal_to_text
-from server.engines.deals import DealRecord, Outcome, StageChange
 from server.engines.similarity import (
     Match,
     Query,
@@ -23,10 +21,12 @@ from server.engines.similarity import (
     record_to_json,
     summarize,
 )
-from server.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
 from server.stores.base import DealFilter
 from server.stores.edge import EdgeStore
 from server.stores.remote import RemoteStore
+from vectoros.core.deal_text import deal_to_text
+from vectoros.core.deals import DealRecord, Outcome, StageChange
+from vectoros.core.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
 
 DIM = 24
 INDUSTRIES = ("software", "retail", "health")

@@ -11,9 +11,9 @@ from collections import defaultdict
 
 import grpc
 import pytest
-from serverproc import start_server
 
 from server.services.convert import deal_to_proto
+from tests.support.serverproc import start_server
 from training.records import write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals

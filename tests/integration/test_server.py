@@ -11,8 +11,8 @@ import pytest
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from serverproc import start_server
 
+from tests.support.serverproc import start_server
 from vectoros.v1 import (
     common_pb2,
     embedding_pb2,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from model_kit import make_artifact
+
+from tests.support.model_kit import make_artifact
 
 
 @pytest.fixture

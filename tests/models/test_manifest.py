@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 import pytest
-from model_kit import GOLDEN_X, weights_for, write_onnx
 
-from server.models.manifest import (
+from tests.support.model_kit import GOLDEN_X, weights_for, write_onnx
+from vectoros.core.manifest import (
     Manifest,
     ManifestError,
     file_checksums,
@@ -175,7 +175,7 @@ def test_golden_allows_int_inputs(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, str(tmp_path / "model.onnx"))
-    from server.models.manifest import build_manifest
+    from vectoros.core.manifest import build_manifest
 
     ids = np.array([[101, 2023, 102]], dtype=np.int64)
     manifest = build_manifest(

@@ -6,9 +6,9 @@ import threading
 import pytest
 
 import server.models.publish as publish_module
-from server.models.manifest import Manifest, ManifestError
 from server.models.publish import PublishRefused, publish
 from server.models.repository import Labels, ModelRepository
+from vectoros.core.manifest import Manifest, ManifestError
 
 
 def test_first_publish_becomes_production(artifact, models_root):

@@ -5,12 +5,12 @@ import time
 
 import numpy as np
 import pytest
-from model_kit import GOLDEN_X, expected_scores, load_tiny_scorer, weights_for
 
-from server.errors import InvalidInput, NotFound, Unavailable
 from server.models.publish import publish
 from server.models.registry import BUCKETS, ModelRegistry, canary_bucket
 from server.models.repository import ModelRepository
+from tests.support.model_kit import GOLDEN_X, expected_scores, load_tiny_scorer, weights_for
+from vectoros.core.errors import InvalidInput, NotFound, Unavailable
 
 
 class CountingLoader:

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from server.errors import NotFound
-from server.models.manifest import Manifest, ManifestError
 from server.models.repository import Labels, ModelRepository, RepositoryError
+from vectoros.core.errors import NotFound
+from vectoros.core.manifest import Manifest, ManifestError
 
 
 def place(artifact_dir, root, version, name="scorer"):

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from server.engines.deals import DealRecord, StageChange
-from server.errors import InvalidInput
 from server.services.convert import deal_from_proto, deal_to_proto
-from vectoros.v1 import common_pb2
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training.synth import synth_deals  # noqa: E402
+from training.synth import synth_deals
+from vectoros.core.deals import DealRecord, StageChange
+from vectoros.core.errors import InvalidInput
+from vectoros.v1 import common_pb2
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 

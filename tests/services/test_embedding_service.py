@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import sys
 from pathlib import Path
 
 import grpc
@@ -16,17 +15,16 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from server.engines.deal_text import TEMPLATE_VERSION, deal_to_text  # noqa: E402
-from server.engines.deals import DealRecord  # noqa: E402
-from server.engines.embedding import BatcherConfig, DynamicBatcher, EmbedderSettings, load_embedder  # noqa: E402
-from server.interceptors import ErrorAndLogInterceptor  # noqa: E402
-from server.models.publish import publish  # noqa: E402
-from server.models.registry import ModelRegistry  # noqa: E402
-from server.services.convert import deal_to_proto  # noqa: E402
-from server.services.embedding import EmbeddingServicer, EmbedRequestWire, add_to_server  # noqa: E402
-from training.embedder import cached_export, cached_reference, cosine_per_row, deal_like_texts  # noqa: E402
-from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc  # noqa: E402
+from server.engines.embedding import BatcherConfig, DynamicBatcher, EmbedderSettings, load_embedder
+from server.interceptors import ErrorAndLogInterceptor
+from server.models.publish import publish
+from server.models.registry import ModelRegistry
+from server.services.convert import deal_to_proto
+from server.services.embedding import EmbeddingServicer, EmbedRequestWire, add_to_server
+from training.embedder import cached_export, cached_reference, cosine_per_row, deal_like_texts
+from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
+from vectoros.core.deals import DealRecord
+from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 LONG = deal_like_texts(1, seed=41, min_words=450, max_words=450)[0]
 TEXTS = ["", "Expansion at Hooli, security review pending", "Zürich: Verlängerung um 3 Jahre", LONG,

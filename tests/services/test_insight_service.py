@@ -17,19 +17,15 @@ import contextlib
 import io
 import json
 import shutil
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from fake_anthropic import FakeAnthropic, deal_context, status_reply, tool_reply
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serverproc import start_server
 
 from server.config import ServerConfig
-from server.engines.deals import DealRecord, Outcome
 from server.engines.embedding import load_embedder
 from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
@@ -38,14 +34,15 @@ from server.models.registry import ModelRegistry
 from server.services.convert import deal_to_proto, time_to_proto
 from server.services.insight import add_insight_service
 from server.services.similarity import add_similarity_service
+from tests.support.fake_anthropic import FakeAnthropic, deal_context, status_reply, tool_reply
+from tests.support.serverproc import start_server
+from training import embedder as embedder_export
+from training import export as export_cli
+from training.records import read_deals, write_deals
+from training.scorer import TrainConfig, train_scorer
+from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deals import DealRecord, Outcome
 from vectoros.v1 import common_pb2, insight_pb2, insight_pb2_grpc, similarity_pb2, similarity_pb2_grpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training import embedder as embedder_export  # noqa: E402
-from training import export as export_cli  # noqa: E402
-from training.records import read_deals, write_deals  # noqa: E402
-from training.scorer import TrainConfig, train_scorer  # noqa: E402
-from training.synth import DATE_COLUMNS, synth_deals  # noqa: E402
 
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 TINY = TrainConfig(folds=2, grid=({"max_depth": 3, "learning_rate": 0.2, "min_child_weight": 1},), max_trees=40,

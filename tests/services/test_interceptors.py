@@ -9,8 +9,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from server.errors import InvalidInput, NotFound, Overloaded
 from server.interceptors import INTERNAL_MESSAGE, ErrorAndLogInterceptor
+from vectoros.core.errors import InvalidInput, NotFound, Overloaded
 from vectoros.v1 import forecast_pb2, forecast_pb2_grpc
 
 

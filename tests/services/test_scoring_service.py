@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
-from pathlib import Path
 
 import grpc
 import pytest
@@ -13,19 +11,18 @@ from google.protobuf import timestamp_pb2
 
 from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
-from server.models.manifest import Manifest
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.models.repository import ModelRepository
 from server.services.convert import deal_to_proto
 from server.services.scoring import ScoringServicer
-from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training.records import write_deals  # noqa: E402
-from training.scorer import TrainConfig, train_scorer  # noqa: E402
-from training.synth import DATE_COLUMNS, synth_deals  # noqa: E402
+from training.records import write_deals
+from training.scorer import TrainConfig, train_scorer
+from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.manifest import Manifest
+from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 FAST = TrainConfig(grid=({"max_depth": 4, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=200,
                    progress=False)
@@ -208,7 +205,8 @@ async def test_canary_routes_by_deal_id_in_batches_too(trained, tmp_path):
 def test_real_server_process_scores(trained):
     """`vectoros serve` over the published repository, as a user runs it."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from serverproc import start_server
+
+    from tests.support.serverproc import start_server
 
     models, _, records = trained
     proc = start_server("--models", str(models), "--data-dir", str(models.parent / "data"))

@@ -6,18 +6,14 @@ deal that is not stored gets NaN and still scores."""
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from server.engines.deal_text import deal_to_text
-from server.engines.deals import Outcome
 from server.engines.embedding import load_embedder
+from server.engines.neighbours import SimilarNeighbours
 from server.engines.scoring import load_scorer
-from server.engines.similar_features import SIMILARITY_FEATURES, SimilarNeighbours, similarity_features
 from server.engines.similarity import SimilarityEngine
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
@@ -25,14 +21,16 @@ from server.services.convert import deal_to_proto
 from server.services.scoring import ScoringServicer
 from server.services.similarity import RegistryEmbedders
 from server.stores import open_store
-from vectoros.v1 import scoring_pb2
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training import embedder as embedder_export  # noqa: E402
-from training.records import write_deals  # noqa: E402
-from training.scorer import TrainConfig, train_scorer  # noqa: E402
-from training.synth import DATE_COLUMNS, synth_deals  # noqa: E402
+from training import embedder as embedder_export
+from training.records import write_deals
+from training.scorer import TrainConfig, train_scorer
+from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deal_text import deal_to_text
+from vectoros.core.deals import Outcome
+from vectoros.core.similar_features import SIMILARITY_FEATURES, similarity_features
+from vectoros.v1 import scoring_pb2
 
 FAST = TrainConfig(grid=({"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=200,
                    folds=3, progress=False)

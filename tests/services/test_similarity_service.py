@@ -6,7 +6,6 @@ errors, restart persistence, and kill -9 right after an acknowledged upsert."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import grpc
@@ -21,7 +20,6 @@ from server.services.similarity import add_similarity_service
 from training import embedder as embedder_export
 from vectoros.v1 import common_pb2, similarity_pb2, similarity_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
 # The servers are fixtures on the session loop; the tests must run on it too.
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 WON, LOST, OPEN = common_pb2.DEAL_OUTCOME_WON, common_pb2.DEAL_OUTCOME_LOST, common_pb2.DEAL_OUTCOME_OPEN
@@ -389,8 +387,7 @@ async def test_a_new_embedder_version_is_reindexed_by_the_server(tmp_path):
 def test_the_real_server_keeps_acknowledged_deals_through_kill_9(models, tmp_path):
     """`vectoros serve` itself, killed with SIGKILL right after UpsertDeals returned
     (skipped while server.app does not register the service)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from serverproc import start_server
+    from tests.support.serverproc import start_server
 
     args = ("--data-dir", str(tmp_path / "data"), "--models", str(models))
     server = start_server(*args)

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from server.models.manifest import Manifest, run_golden, verify_files  # noqa: E402
-from server.models.publish import publish  # noqa: E402
-from server.models.repository import ModelRepository  # noqa: E402
-from training import embedder  # noqa: E402
+from server.models.publish import publish
+from server.models.repository import ModelRepository
+from training import embedder
+from vectoros.core.manifest import Manifest, run_golden, verify_files
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from server.engines.deals import Outcome, StageChange
-from server.engines.features import SpecOverrides
 from training.records import DataError, infer_column_type, parse_time, read_deals, write_deals
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deals import Outcome, StageChange
+from vectoros.core.features import SpecOverrides
 
 HEADER = "deal_id,outcome,value,created_at,closed_at"
 

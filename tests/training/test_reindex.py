@@ -11,13 +11,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from server.engines.deal_text import deal_to_text
-from server.engines.deals import DealRecord, Outcome
 from server.engines.similarity import Query, SimilarityEngine, record_from_json, reindex
-from server.errors import FailedPrecondition
 from server.stores.base import RECORD
 from server.stores.edge import EdgeStore
 from server.stores.remote import RemoteStore
+from vectoros.core.deal_text import deal_to_text
+from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.errors import FailedPrecondition
 
 DIM = 16
 

@@ -8,12 +8,12 @@ import pytest
 import xgboost
 
 from server.engines.scoring import load_scorer
-from server.models.manifest import Manifest, run_golden, verify_files
 from training import scorer as scorer_module
 from training.examples.crm_opportunities import write_csv as write_crm
 from training.records import write_deals
 from training.scorer import TrainConfig, TrainingError, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.manifest import Manifest, run_golden, verify_files
 
 FAST = TrainConfig(grid=({"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=300,
                    progress=False)

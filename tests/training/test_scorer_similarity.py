@@ -8,16 +8,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from server.engines.deal_text import TEMPLATE_VERSION, deal_to_text
-from server.engines.deals import Outcome
 from server.engines.scoring import load_scorer
-from server.engines.similar_features import SIMILARITY_FEATURES, features_from_matches
-from server.models.manifest import Manifest, run_golden
 from training import embedder as embedder_export
 from training import scorer as scorer_module
 from training.records import read_deals, write_deals
 from training.scorer import load_embedder_dir, time_split
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
+from vectoros.core.deals import Outcome
+from vectoros.core.manifest import Manifest, run_golden
+from vectoros.core.similar_features import SIMILARITY_FEATURES, features_from_matches
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 from collections import Counter
 
-from server.engines.deals import Outcome
 from training.synth import STAGES, synth_deals
+from vectoros.core.deals import Outcome
 
 
 def test_synth_is_reproducible_and_realistic():

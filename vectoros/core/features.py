@@ -30,7 +30,7 @@ training, or never, map to the last code, `OTHER`; an empty value is NaN. One
 column per original feature keeps tree-path contributions per feature.
 
 Similarity features (`similar_win_rate`, `similar_mean_score`,
-`server.engines.similar_features`) are in a spec only when it has a
+`vectoros.core.similar_features`) are in a spec only when it has a
 `similarity` section (a scorer trained with an embedder). They come from the
 deal's neighbours in a vector space, not from the record, so `featurize` takes
 them as an argument and leaves them NaN without it.
@@ -49,8 +49,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from server.engines.deals import ACTIVITY_TYPES, DealRecord
-from server.engines.similar_features import SIMILARITY_FEATURES, SimilaritySpec
+from vectoros.core.deals import ACTIVITY_TYPES, DealRecord
+from vectoros.core.similar_features import SIMILARITY_FEATURES, SimilaritySpec
 
 OTHER = "__other__"
 ATTRIBUTE_PREFIX = "attr."
@@ -481,7 +481,7 @@ def featurize(
     Each record is described as of its `snapshot_at`, or `now` when it has none.
     Missing values are NaN; categories are vocabulary codes (unknown -> OTHER).
     `similar` [len(records), 2] holds the similarity features
-    (`server.engines.similar_features`) of a spec that has them; without it they
+    (`vectoros.core.similar_features`) of a spec that has them; without it they
     are NaN.
     """
     encoders, in_spec_order = spec.row_layout

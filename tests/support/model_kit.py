@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from server.models.manifest import Manifest, build_manifest
+from vectoros.core.manifest import Manifest, build_manifest
 
 GOLDEN_X = np.array([[0.5, -1.0, 2.0], [1.0, 1.0, 1.0], [-2.0, 0.0, 0.25]], dtype=np.float32)
 

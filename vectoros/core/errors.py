@@ -1,30 +1,40 @@
-"""The project's exceptions. Each carries the gRPC status code it maps to.
+"""The project's exceptions. Each carries the *name* of the status it maps to.
 
-Engines raise these; one interceptor (`server.interceptors`) turns them into
-statuses. Anything else that escapes a handler becomes INTERNAL with a generic
-message and a logged traceback.
+Engines, stores, the registry and training raise these; they know nothing of
+any transport. The gRPC interceptor (`server.interceptors`) alone turns a
+code name into a gRPC status; anything else that escapes a handler becomes
+INTERNAL with a generic message and a logged traceback.
 """
 
 from __future__ import annotations
 
-import grpc
+# The code names the project uses, spelled as gRPC (and google.rpc.Code) spell them.
+CODES = frozenset(
+    {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "UNAVAILABLE", "RESOURCE_EXHAUSTED",
+     "CANCELLED", "PERMISSION_DENIED", "UNAUTHENTICATED", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL"}
+)
 
 
 class VectorOSError(Exception):
-    """Base class: a message meant for the caller and the status code it maps to."""
+    """Base class: a message meant for the caller and the name of its status code."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: str = "INTERNAL"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.code not in CODES:
+            raise TypeError(f"{cls.__name__}.code: {cls.code!r} is not one of {sorted(CODES)}")
 
 
 class InvalidInput(VectorOSError):
     """The request breaks a rule. `field` is the path of the offending field,
     for example ``deals[3].value``; the message reads ``<field>: <rule>``."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = "INVALID_ARGUMENT"
 
     def __init__(self, field: str, rule: str) -> None:
         super().__init__(f"{field}: {rule}")
@@ -39,26 +49,26 @@ def unparsable(field: str, error: object) -> InvalidInput:
 
 
 class NotFound(VectorOSError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = "NOT_FOUND"
 
 
 class FailedPrecondition(VectorOSError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = "FAILED_PRECONDITION"
 
 
 class Unavailable(VectorOSError):
     """The service cannot answer now (for example no model is loaded yet)."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = "UNAVAILABLE"
 
 
 class Overloaded(VectorOSError):
     """A bounded queue is full; the caller should back off and retry."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "RESOURCE_EXHAUSTED"
 
 
 class Cancelled(VectorOSError):
     """The caller went away or its deadline passed while the work was running."""
 
-    code = grpc.StatusCode.CANCELLED
+    code = "CANCELLED"

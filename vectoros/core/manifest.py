@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from server.errors import FailedPrecondition
+from vectoros.core.errors import FailedPrecondition
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = 1

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 
-from server.engines.deals import DealRecord
+from vectoros.core.deals import DealRecord
 
 TEMPLATE_VERSION = "deal-text-v1"
 

@@ -53,7 +53,6 @@ from server.engines.similarity import Query, SimilarityEngine, deal_payload, tex
 from server.ledger import Ledger  # noqa: E402
 from server.models.publish import publish  # noqa: E402
 from server.models.registry import ModelRegistry  # noqa: E402
-from server.services.convert import deal_to_proto  # noqa: E402
 from server.services.insight import InsightServicer  # noqa: E402
 from server.services.similarity import RegistryEmbedders  # noqa: E402
 from server.stores.base import DealPoint, point_id  # noqa: E402
@@ -62,6 +61,7 @@ from training import embedder as embedder_export  # noqa: E402
 from training.records import write_deals  # noqa: E402
 from training.scorer import TrainConfig, train_scorer  # noqa: E402
 from training.synth import DATE_COLUMNS, DEFAULT_END, synth_deals  # noqa: E402
+from vectoros.core.deal_codec.proto import deal_to_proto  # noqa: E402
 from vectoros.core.deal_text import deal_to_text  # noqa: E402
 from vectoros.core.deals import Outcome  # noqa: E402
 from vectoros.v1 import insight_pb2, insight_pb2_grpc  # noqa: E402

@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT))
 from scripts.loadtest import grpc_frame  # noqa: E402
 from server.engines.scoring import load_scorer  # noqa: E402
 from server.models.publish import publish  # noqa: E402
-from server.services.convert import deal_to_proto  # noqa: E402
 from tests.support.serverproc import start_server  # noqa: E402
 from training.records import write_deals  # noqa: E402
 from training.scorer import TrainConfig, train_scorer  # noqa: E402
 from training.synth import DATE_COLUMNS, synth_deals  # noqa: E402
+from vectoros.core.deal_codec.proto import deal_to_proto  # noqa: E402
 from vectoros.core.manifest import Manifest  # noqa: E402
 from vectoros.v1 import scoring_pb2, scoring_pb2_grpc  # noqa: E402
 

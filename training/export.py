@@ -129,7 +129,7 @@ def _export_local(ledger, args: argparse.Namespace):
 def _export_remote(args: argparse.Namespace):
     import grpc
 
-    from server.services.convert import time_to_proto
+    from vectoros.core.deal_codec.proto import time_to_proto
     from vectoros.v1 import insight_pb2, insight_pb2_grpc
 
     formats = {

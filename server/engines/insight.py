@@ -45,15 +45,11 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from server.engines.neighbours import SimilarNeighbours
-from server.engines.similarity import (
-    Query,
-    SimilarityEngine,
-    record_from_json,
-    record_to_json,
-    text_sha256,
-)
+from server.engines.similarity import Query, SimilarityEngine, text_sha256
 from server.ledger import InsightSetRow, Ledger
 from server.stores.base import RECORD, TEXT_SHA256, DealFilter, DealPoint, point_id
+from vectoros.core.deal_codec.payload import record_from_json, record_to_dict, snapshot_from_json, snapshot_to_json
+from vectoros.core.deal_codec.row import record_to_row
 from vectoros.core.deal_text import clean, deal_to_text, value_band
 from vectoros.core.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
 from vectoros.core.errors import InvalidInput, NotFound
@@ -775,20 +771,6 @@ class HistoryIndex:
 # --- snapshots in the ledger -------------------------------------------------------------
 
 
-def snapshot_to_json(record: DealRecord) -> str:
-    """A deal snapshot for the ledger: the stored deal form plus its snapshot time."""
-    data = json.loads(record_to_json(record))
-    data["snapshot_at"] = _iso(record.snapshot_at)
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def snapshot_from_json(text: str) -> DealRecord:
-    data = json.loads(text)
-    snapshot = data.pop("snapshot_at", None)
-    record = record_from_json(json.dumps(data))
-    return replace(record, snapshot_at=datetime.fromisoformat(snapshot) if snapshot else None)
-
-
 def context_key(
     record: DealRecord, scorer: ModelRef, embedder: ModelRef, generator_id: str, now: datetime
 ) -> str:
@@ -797,7 +779,7 @@ def context_key(
         [
             # Every field but the snapshot time, keys sorted: a protobuf map arrives in
             # no fixed order, and the same deal must give the same key in every process.
-            json.loads(record_to_json(record)),
+            record_to_dict(record),
             [scorer.name, scorer.version],
             [embedder.name, embedder.version],
             generator_id,
@@ -1157,7 +1139,6 @@ def _export_line(row: InsightSetRow, export_format: ExportFormat, outcome, feedb
         closed_at = outcome.closed_at or outcome.recorded_at
         if record.snapshot_at is None or record.snapshot_at > closed_at:
             return None  # a snapshot taken after the close describes the outcome: a leak
-        from training.records import record_to_row  # plain Python; no training libraries
 
         custom_dates = json.loads(row.context_json).get("scorer_custom_dates", [])
         closed = replace(record, outcome=Outcome(outcome.outcome), closed_at=closed_at)

@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,8 +53,9 @@ from server.stores.base import (
     payload_matches,
     point_id,
 )
+from vectoros.core.deal_codec.payload import record_from_json, record_to_json
 from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
-from vectoros.core.deals import DealRecord, Outcome, StageChange
+from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger("vectoros.similarity")
@@ -157,57 +156,6 @@ class Query:
 
 
 # --- the deal record in a payload -------------------------------------------------------
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
-
-
-def record_to_json(record: DealRecord) -> str:
-    """The stored form of a deal record (everything but its snapshot time)."""
-    return json.dumps(
-        {
-            "deal_id": record.deal_id,
-            "workspace_id": record.workspace_id,
-            "name": record.name,
-            "company": record.company,
-            "industry": record.industry,
-            "region": record.region,
-            "notes": record.notes,
-            "value": record.value,
-            "currency": record.currency,
-            "stage": record.stage,
-            "probability": record.probability,
-            "created_at": _time(record.created_at),
-            "expected_close_at": _time(record.expected_close_at),
-            "stage_entered_at": _time(record.stage_entered_at),
-            "stage_history": [[change.stage, _time(change.entered_at)] for change in record.stage_history],
-            "activity_counts": dict(record.activity_counts),
-            "last_activity_at": _time(record.last_activity_at),
-            "competitor_present": record.competitor_present,
-            "outcome": record.outcome.value,
-            "closed_at": _time(record.closed_at),
-            "owner_id": record.owner_id,
-            "contact_count": record.contact_count,
-            "numeric_attributes": dict(record.numeric_attributes),
-            "categorical_attributes": dict(record.categorical_attributes),
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-
-
-def record_from_json(text: str) -> DealRecord:
-    data = json.loads(text)
-    for key in ("created_at", "expected_close_at", "stage_entered_at", "last_activity_at", "closed_at"):
-        data[key] = _parse_time(data[key])
-    data["stage_history"] = tuple(StageChange(stage, _parse_time(at)) for stage, at in data["stage_history"])
-    data["outcome"] = Outcome(data["outcome"])
-    return DealRecord(**data)
 
 
 def text_sha256(text: str) -> str:

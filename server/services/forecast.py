@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import grpc
 
 from server.engines import forecast as engine
-from server.services.convert import outcome_from_proto, time_from_proto, time_to_proto
+from vectoros.core.deal_codec.proto import outcome_from_proto, time_from_proto, time_to_proto
 from vectoros.core.deals import Outcome
 from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2, forecast_pb2, forecast_pb2_grpc

@@ -28,8 +28,8 @@ from server.engines.insight import (
 from server.engines.monitor import MAX_SCAN_DEALS, Alert, PipelineMonitor, Priority
 from server.engines.rules import RulesGenerator
 from server.ledger import Ledger
-from server.services.convert import deal_from_proto, deal_id, time_from_proto
-from vectoros.core.deals import Outcome
+from vectoros.core.deal_codec.proto import deal_from_proto, time_from_proto
+from vectoros.core.deals import Outcome, check_id
 from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2, insight_pb2, insight_pb2_grpc
 
@@ -104,7 +104,7 @@ class InsightServicer(insight_pb2_grpc.InsightServiceServicer):
             raise InvalidInput("workspace_id", "required")
         duplicate = await self._engine.record_outcome(
             request.workspace_id,
-            deal_id(request.deal_id, "deal_id"),
+            check_id(request.deal_id, "deal_id"),
             outcome,
             time_from_proto(request.closed_time, request.HasField("closed_time"), "closed_time"),
             request.final_value,

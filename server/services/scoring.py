@@ -15,7 +15,7 @@ import grpc
 
 from server.engines.neighbours import SimilarNeighbours
 from server.engines.scoring import DealScoreResult
-from server.services.convert import deal_from_proto, time_to_proto
+from vectoros.core.deal_codec.proto import deal_from_proto, time_to_proto
 from vectoros.core.deals import DealRecord
 from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc

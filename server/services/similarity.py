@@ -26,10 +26,11 @@ from server.engines.similarity import (
     SimilarityEngine,
     Summary,
 )
-from server.services.convert import deal_from_proto, deal_id, deal_to_proto, outcome_from_proto
 from server.stores import open_store
 from server.stores.base import DealFilter
 from server.stores.edge import optimize_elsewhere
+from vectoros.core.deal_codec.proto import deal_from_proto, deal_to_proto, outcome_from_proto
+from vectoros.core.deals import check_id
 from vectoros.core.errors import InvalidInput, NotFound, Unavailable
 from vectoros.v1 import common_pb2, similarity_pb2, similarity_pb2_grpc
 
@@ -100,7 +101,7 @@ class SimilarityServicer(similarity_pb2_grpc.SimilarityServiceServicer):
         _workspace(request.workspace_id)
         if not 1 <= len(request.deal_ids) <= MAX_DELETE:
             raise InvalidInput("deal_ids", f"must hold 1 to {MAX_DELETE} ids, got {len(request.deal_ids)}")
-        ids = [deal_id(value, f"deal_ids[{i}]") for i, value in enumerate(request.deal_ids)]
+        ids = [check_id(value, f"deal_ids[{i}]") for i, value in enumerate(request.deal_ids)]
         deleted = await self._engine.delete(request.workspace_id, ids)
         return similarity_pb2.DeleteDealsResponse(deleted=deleted)
 
@@ -112,7 +113,7 @@ class SimilarityServicer(similarity_pb2_grpc.SimilarityServiceServicer):
         if kind == "deal":
             query = Query(deal=deal_from_proto(request.deal, "deal", datetime.now(UTC)))
         elif kind == "deal_id":
-            query = Query(deal_id=deal_id(request.deal_id, "deal_id"))
+            query = Query(deal_id=check_id(request.deal_id, "deal_id"))
         elif kind == "text":
             query = Query(text=request.text)
         else:

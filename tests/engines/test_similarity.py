@@ -17,13 +17,12 @@ from server.engines.similarity import (
     Match,
     Query,
     SimilarityEngine,
-    record_from_json,
-    record_to_json,
     summarize,
 )
 from server.stores.base import DealFilter
 from server.stores.edge import EdgeStore
 from server.stores.remote import RemoteStore
+from vectoros.core.deal_codec.payload import record_from_json, record_to_json
 from vectoros.core.deal_text import deal_to_text
 from vectoros.core.deals import DealRecord, Outcome, StageChange
 from vectoros.core.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable

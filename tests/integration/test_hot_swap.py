@@ -12,11 +12,11 @@ from collections import defaultdict
 import grpc
 import pytest
 
-from server.services.convert import deal_to_proto
 from tests.support.serverproc import start_server
 from training.records import write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.v1 import scoring_pb2, scoring_pb2_grpc
 
 FAST = TrainConfig(

@@ -19,9 +19,9 @@ from server.engines.embedding import BatcherConfig, DynamicBatcher, EmbedderSett
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
-from server.services.convert import deal_to_proto
 from server.services.embedding import EmbeddingServicer, EmbedRequestWire, add_to_server
 from training.embedder import cached_export, cached_reference, cosine_per_row, deal_like_texts
+from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
 from vectoros.core.deals import DealRecord
 from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc

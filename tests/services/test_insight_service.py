@@ -31,7 +31,6 @@ from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
-from server.services.convert import deal_to_proto, time_to_proto
 from server.services.insight import add_insight_service
 from server.services.similarity import add_similarity_service
 from tests.support.fake_anthropic import FakeAnthropic, deal_context, status_reply, tool_reply
@@ -41,6 +40,7 @@ from training import export as export_cli
 from training.records import read_deals, write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deal_codec.proto import deal_to_proto, time_to_proto
 from vectoros.core.deals import DealRecord, Outcome
 from vectoros.v1 import common_pb2, insight_pb2, insight_pb2_grpc, similarity_pb2, similarity_pb2_grpc
 

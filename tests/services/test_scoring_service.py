@@ -14,13 +14,13 @@ from server.interceptors import ErrorAndLogInterceptor
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.models.repository import ModelRepository
-from server.services.convert import deal_to_proto
 from server.services.scoring import ScoringServicer
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
 from training.records import write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.core.manifest import Manifest
 from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 

@@ -17,7 +17,6 @@ from server.engines.scoring import load_scorer
 from server.engines.similarity import SimilarityEngine
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
-from server.services.convert import deal_to_proto
 from server.services.scoring import ScoringServicer
 from server.services.similarity import RegistryEmbedders
 from server.stores import open_store
@@ -27,6 +26,7 @@ from training import embedder as embedder_export
 from training.records import write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.core.deal_text import deal_to_text
 from vectoros.core.deals import Outcome
 from vectoros.core.similar_features import SIMILARITY_FEATURES, similarity_features

@@ -11,10 +11,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from server.engines.similarity import Query, SimilarityEngine, record_from_json, reindex
+from server.engines.similarity import Query, SimilarityEngine, reindex
 from server.stores.base import RECORD
 from server.stores.edge import EdgeStore
 from server.stores.remote import RemoteStore
+from vectoros.core.deal_codec.payload import record_from_json
 from vectoros.core.deal_text import deal_to_text
 from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.errors import FailedPrecondition

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 
+from vectoros.core.errors import InvalidInput
+
+# Deal, workspace, insight and feedback ids: the one rule for all of them.
+MAX_ID_BYTES = 128
+
 
 class Outcome(StrEnum):
     OPEN = "open"
@@ -77,3 +82,13 @@ class DealRecord:
 
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(DealRecord))
+
+
+def check_id(value: str, field: str) -> str:
+    """An id (of a deal, a workspace, ...) at `field`: non-empty, at most
+    `MAX_ID_BYTES` bytes of UTF-8. Returns it; raises InvalidInput naming `field`."""
+    if not value:
+        raise InvalidInput(field, "required")
+    if len(value) * 4 > MAX_ID_BYTES and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise InvalidInput(field, f"at most {MAX_ID_BYTES} bytes")
+    return value

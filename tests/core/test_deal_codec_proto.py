@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.services.convert import deal_from_proto, deal_to_proto
-
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
 from training.synth import synth_deals
+from vectoros.core.deal_codec.proto import deal_from_proto, deal_to_proto
 from vectoros.core.deals import DealRecord, StageChange
 from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2

@@ -1,8 +1,9 @@
-"""Protobuf <-> engine conversions shared by the servicers.
+"""The API's `Deal` (protobuf) <-> `DealRecord`, and the time and outcome fields.
 
 Checks here are the ones every service applies to a `Deal` (field shapes and
 ranges); rules specific to one RPC live in its engine. Every error names the
-field path the caller sent, for example ``deals[3].value``.
+field path the caller sent, for example ``deals[3].value``. Protobuf messages,
+no transport: the servicers call this at the wire's edge.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf import timestamp_pb2
 
-from vectoros.core.deals import ACTIVITY_TYPES, DealRecord, Outcome, StageChange
+from vectoros.core.deals import ACTIVITY_TYPES, MAX_ID_BYTES, DealRecord, Outcome, StageChange, check_id
 from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2
 
-MAX_ID_BYTES = 128
 MAX_TEXT_BYTES = 32 * 1024
 
 _OUTCOMES = {
@@ -73,14 +73,6 @@ def finite_non_negative(value: float, field: str) -> float:
 def probability(value: float, field: str) -> float:
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise InvalidInput(field, f"must be in [0, 1], got {value}")
-    return value
-
-
-def deal_id(value: str, field: str) -> str:
-    if not value:
-        raise InvalidInput(field, "required")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-        raise InvalidInput(field, f"at most {MAX_ID_BYTES} bytes")
     return value
 
 
@@ -142,7 +134,7 @@ def deal_from_proto(deal: common_pb2.Deal, field: str, now: datetime | None = No
         outcome_from_proto(deal.outcome, f"{field}.outcome")
     identifier = deal.id
     if not identifier or len(identifier) * 4 > MAX_ID_BYTES:  # as in _check_text
-        deal_id(identifier, f"{field}.id")
+        check_id(identifier, f"{field}.id")
     if deal.HasField("probability"):
         chance = deal.probability
         if not 0.0 <= chance <= 1.0:  # also rejects NaN

@@ -12,16 +12,18 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server import logs
-from server.config import MIB, ServerConfig
+from server.auth import TokenAuthority, TokenFileError
+from server.config import MIB, ServerConfig, is_loopback
 from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder
 from server.engines.scoring import load_scorer
-from server.interceptors import ErrorAndLogInterceptor
+from server.interceptors import CallPolicy, RpcInterceptor
 from server.models.registry import ModelRegistry
 from server.services.embedding import EmbeddingServicer
 from server.services.embedding import add_to_server as add_embedding_service
@@ -95,7 +97,7 @@ class VectorOSServer:
 async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     """Build the server and bind its port; returns the server and the bound port."""
     server = grpc.aio.server(
-        interceptors=[ErrorAndLogInterceptor()],
+        interceptors=[RpcInterceptor(_call_policy(config))],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", config.max_receive_mb * MIB),
@@ -166,7 +168,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     similarity.add_listener(lambda: loop.create_task(update_health()))
 
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(config.address)
+    port = _bind(server, config)
     if port == 0:
         raise SystemExit(f"cannot bind {config.address}")
     app = VectorOSServer(
@@ -181,6 +183,34 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     return app, port
 
 
+def _call_policy(config: ServerConfig) -> CallPolicy:
+    if not config.tokens_file:
+        if not is_loopback(config.host):
+            log.warning("serving without authentication on a non-loopback address (--allow-unauthenticated): "
+                        "any caller can read and change every workspace", extra={"host": config.host})
+        return CallPolicy()
+    try:
+        authority = TokenAuthority(Path(config.tokens_file))
+    except TokenFileError as exc:
+        raise SystemExit(f"--tokens-file: {exc}") from None
+    return CallPolicy(authority=authority, max_inflight_per_token=config.max_inflight_per_token)
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    """Bind the address: TLS when a certificate is configured (mutual TLS with a client CA)."""
+    if not config.tls_cert:
+        return server.add_insecure_port(config.address)
+    try:
+        key, chain = Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes()
+        client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    except OSError as exc:
+        raise SystemExit(f"TLS files: cannot read ({exc})") from None
+    credentials = grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+    return server.add_secure_port(config.address, credentials)
+
+
 async def _serve(config: ServerConfig) -> None:
     server, port = await create_server(config)
     await server.start()
@@ -188,7 +218,9 @@ async def _serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("listening", extra={"host": config.host, "port": port, "models": str(config.models)})
+    log.info("listening", extra={"host": config.host, "port": port, "models": str(config.models),
+                                 "tls": bool(config.tls_cert), "mutual_tls": bool(config.tls_client_ca),
+                                 "authentication": bool(config.tokens_file)})
     await stop.wait()
     log.info("shutting down", extra={"grace_seconds": config.grace_seconds})
     await server.stop()

@@ -51,6 +51,18 @@ class ServerConfig:
     # Insight generator: Claude when an API key is set, else the rules engine.
     anthropic_api_key: str = ""
     anthropic_model: str = "claude-sonnet-4-6"
+    # Bearer tokens (server.auth): the file of token hashes, roles and workspaces.
+    # Empty: no authentication, refused on a non-loopback host unless
+    # allow_unauthenticated is set.
+    tokens_file: str = ""
+    allow_unauthenticated: bool = False
+    # Calls one token may have running at once; beyond it RESOURCE_EXHAUSTED.
+    max_inflight_per_token: int = 64
+    # TLS: the server's certificate chain and key (PEM); with a client CA, mutual
+    # TLS (clients must present a certificate that CA signed).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
     @property
     def address(self) -> str:
@@ -77,6 +89,12 @@ _HELP = {
     "embed_max_queue": "texts waiting for the embedder before RESOURCE_EXHAUSTED",
     "anthropic_api_key": "enables the Claude insight generator",
     "anthropic_model": "Claude model id for insights",
+    "tokens_file": "bearer tokens file (vectoros tokens create); empty = no authentication",
+    "allow_unauthenticated": "serve a non-loopback address without a tokens file (logs a warning)",
+    "max_inflight_per_token": "calls one token may have in flight before RESOURCE_EXHAUSTED; 0 = no cap",
+    "tls_cert": "TLS certificate chain (PEM); with --tls-key serves TLS",
+    "tls_key": "TLS private key (PEM)",
+    "tls_client_ca": "CA bundle (PEM) that client certificates must chain to: mutual TLS",
 }
 
 SECRETS = frozenset({"anthropic_api_key", "qdrant_api_key"})
@@ -152,3 +170,30 @@ def _check(config: ServerConfig) -> None:
         raise SystemExit("--search-hnsw-ef: must be >= 0 (0 = Qdrant's default)")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SystemExit("--log-level: must be DEBUG, INFO, WARNING or ERROR")
+    if config.max_inflight_per_token < 0:
+        raise SystemExit("--max-inflight-per-token: must be >= 0 (0 = no cap)")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise SystemExit("--tls-cert and --tls-key: give both or neither")
+    if config.tls_client_ca and not config.tls_cert:
+        raise SystemExit("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+    for name in ("tokens_file", "tls_cert", "tls_key", "tls_client_ca"):
+        value = getattr(config, name)
+        if value and not Path(value).is_file():
+            raise SystemExit(f"--{name.replace('_', '-')}: no such file {value!r}")
+    if not config.tokens_file and not config.allow_unauthenticated and not is_loopback(config.host):
+        raise SystemExit(
+            f"--host {config.host}: refusing to serve a non-loopback address without authentication; "
+            "give --tokens-file (create one with `vectoros tokens create`) or --allow-unauthenticated"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -68,6 +68,25 @@ class Overloaded(VectorOSError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class Unauthenticated(VectorOSError):
+    """No credentials, or credentials the server does not accept. The message never
+    repeats what the caller sent."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(VectorOSError):
+    """The caller is known but may not do this (a workspace it does not hold, a
+    write with a read-only token). `field` names what was refused."""
+
+    code = "PERMISSION_DENIED"
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
 class Cancelled(VectorOSError):
     """The caller went away or its deadline passed while the work was running."""
 

@@ -24,6 +24,7 @@ from server.config import MIB, ServerConfig, is_loopback
 from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder
 from server.engines.scoring import load_scorer
 from server.interceptors import CallPolicy, RpcInterceptor
+from server.metrics import Metrics
 from server.models.registry import ModelRegistry
 from server.services.embedding import EmbeddingServicer
 from server.services.embedding import add_to_server as add_embedding_service
@@ -96,8 +97,9 @@ class VectorOSServer:
 
 async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     """Build the server and bind its port; returns the server and the bound port."""
+    metrics = Metrics() if config.metrics_port else None
     server = grpc.aio.server(
-        interceptors=[RpcInterceptor(_call_policy(config))],
+        interceptors=[RpcInterceptor(_call_policy(config, metrics))],
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", config.max_receive_mb * MIB),
@@ -171,6 +173,10 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     port = _bind(server, config)
     if port == 0:
         raise SystemExit(f"cannot bind {config.address}")
+    if metrics is not None:
+        _register_metrics(metrics, registry, batcher)
+        metrics_port = metrics.serve_http(config.metrics_host, config.metrics_port)
+        log.info("metrics", extra={"host": config.metrics_host, "port": metrics_port})
     app = VectorOSServer(
         grpc_server=server,
         health=health_servicer,
@@ -183,17 +189,43 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     return app, port
 
 
-def _call_policy(config: ServerConfig) -> CallPolicy:
+def _call_policy(config: ServerConfig, metrics: Metrics | None) -> CallPolicy:
     if not config.tokens_file:
         if not is_loopback(config.host):
             log.warning("serving without authentication on a non-loopback address (--allow-unauthenticated): "
                         "any caller can read and change every workspace", extra={"host": config.host})
-        return CallPolicy()
+        return CallPolicy(metrics=metrics)
     try:
         authority = TokenAuthority(Path(config.tokens_file))
     except TokenFileError as exc:
         raise SystemExit(f"--tokens-file: {exc}") from None
-    return CallPolicy(authority=authority, max_inflight_per_token=config.max_inflight_per_token)
+    return CallPolicy(authority=authority, max_inflight_per_token=config.max_inflight_per_token, metrics=metrics)
+
+
+def _register_metrics(metrics: Metrics, registry: ModelRegistry, batcher: DynamicBatcher) -> None:
+    """Numbers that live in the registry and the batcher, read at scrape time."""
+
+    def versions():
+        for name in ("embedder", "scorer"):
+            status = registry.status(name)
+            for label, version in (("production", status.production), ("canary", status.canary)):
+                if version is not None:
+                    yield (name, label), version
+
+    metrics.add_callback("gauge", "vectoros_model_version", "the model version each label serves",
+                         ("model", "label"), versions)
+    metrics.add_callback("gauge", "vectoros_embedding_queue_depth", "texts waiting for the embedder", (),
+                         lambda: [((), batcher.queued)])
+
+    def embedding_counts():
+        stats = batcher.stats
+        return [(("requested",), stats.texts), (("cache_hit",), stats.cache_hits),
+                (("model",), stats.batched_texts), (("rejected",), stats.rejected)]
+
+    metrics.add_callback("counter", "vectoros_embedding_texts", "embedding texts by what happened to them",
+                         ("outcome",), embedding_counts)
+    metrics.add_callback("counter", "vectoros_embedding_batches", "embedding model calls", (),
+                         lambda: [((), batcher.stats.batches)])
 
 
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:

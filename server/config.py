@@ -63,6 +63,9 @@ class ServerConfig:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    # Prometheus /metrics on its own port; 0 = off.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
@@ -95,6 +98,8 @@ _HELP = {
     "tls_cert": "TLS certificate chain (PEM); with --tls-key serves TLS",
     "tls_key": "TLS private key (PEM)",
     "tls_client_ca": "CA bundle (PEM) that client certificates must chain to: mutual TLS",
+    "metrics_port": "Prometheus /metrics port; 0 = off",
+    "metrics_host": "interface for the metrics port",
 }
 
 SECRETS = frozenset({"anthropic_api_key", "qdrant_api_key"})
@@ -170,6 +175,8 @@ def _check(config: ServerConfig) -> None:
         raise SystemExit("--search-hnsw-ef: must be >= 0 (0 = Qdrant's default)")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SystemExit("--log-level: must be DEBUG, INFO, WARNING or ERROR")
+    if not 0 <= config.metrics_port <= 65535:
+        raise SystemExit(f"--metrics-port: must be in [0, 65535] (0 = off), got {config.metrics_port}")
     if config.max_inflight_per_token < 0:
         raise SystemExit("--max-inflight-per-token: must be >= 0 (0 = no cap)")
     if bool(config.tls_cert) != bool(config.tls_key):

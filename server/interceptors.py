@@ -17,7 +17,9 @@ Per call, in this order:
    `google.rpc.BadRequest` detail naming the field, `PermissionDenied` a
    `google.rpc.ErrorInfo` with the field. Anything else becomes INTERNAL with a
    generic message, and the traceback goes to the log only.
-5. One log line per call: method, code, latency, the request id (the caller's
+5. With metrics on, every call counts by method and code, and its latency goes
+   into a histogram by method (`server.metrics`).
+6. One log line per call: method, code, latency, the request id (the caller's
    `x-request-id` metadata, else generated), the caller's token id and the
    first workspace the request names; never the token itself.
 """
@@ -40,6 +42,7 @@ from grpc_status import rpc_status
 
 from server.access import named_workspaces, required_role
 from server.auth import Principal, Role, TokenAuthority
+from server.metrics import Metrics
 from vectoros.core.errors import InvalidInput, Overloaded, PermissionDenied, VectorOSError, unparsable
 
 log = logging.getLogger("vectoros.rpc")
@@ -80,15 +83,18 @@ class CallPolicy:
     authority: TokenAuthority | None = None
     # Calls one token may have running at once; 0 = no cap.
     max_inflight_per_token: int = 0
+    # Requests and latency by method and code (Prometheus); None = not counted.
+    metrics: Metrics | None = None
 
 
 class _Call:
     """Tracks one call's outcome for the log line."""
 
-    __slots__ = ("method", "started", "code", "request_id", "caller", "workspace")
+    __slots__ = ("method", "metrics", "started", "code", "request_id", "caller", "workspace")
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str, metrics: Metrics | None = None) -> None:
         self.method = method
+        self.metrics = metrics
         self.started = time.perf_counter()
         self.code = grpc.StatusCode.OK
         self.request_id = ""
@@ -110,7 +116,10 @@ class _Call:
             code = context.code()
             if code is not None and code != grpc.StatusCode.OK:
                 self.code = code if isinstance(code, grpc.StatusCode) else _code_from_int(code)
-        latency_ms = (time.perf_counter() - self.started) * 1000
+        seconds = time.perf_counter() - self.started
+        if self.metrics is not None:
+            self.metrics.observe_rpc(self.method, self.code.name, seconds)
+        latency_ms = seconds * 1000
         level = logging.ERROR if self.code is grpc.StatusCode.INTERNAL else logging.INFO
         extra = {"method": self.method, "code": self.code.name, "latency_ms": round(latency_ms, 3),
                  "request_id": self.request_id}
@@ -137,6 +146,7 @@ class _Gate:
         self.authority = policy.authority if self.role is not None else None
         self.cap = policy.max_inflight_per_token
         self.inflight = inflight
+        self.metrics = policy.metrics
 
     def enter(self, call: _Call, request: Any, context: grpc.aio.ServicerContext) -> str | None:
         """Check the caller; returns the token id whose slot the call holds, if any."""
@@ -280,7 +290,7 @@ def _wrap_unary(
     method: str, behavior: Callable[..., Any], gate: _Gate, streaming_request: bool = False
 ) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = _Call(method)
+        call = _Call(method, gate.metrics)
         slot = None
         try:
             slot = _admit(gate, call, request, context, streaming_request)
@@ -305,7 +315,7 @@ def _wrap_stream(
     method: str, behavior: Callable[..., Any], gate: _Gate, streaming_request: bool = False
 ) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        call = _Call(method)
+        call = _Call(method, gate.metrics)
         slot = None
         try:
             slot = _admit(gate, call, request, context, streaming_request)

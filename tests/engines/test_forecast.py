@@ -21,7 +21,12 @@ from server.engines.forecast import (
     SimulationSettings,
     compare_scenarios,
     forecast,
+    kernel,
+    moments,
+    validation,
+    workers,
 )
+from server.engines.forecast.diagnostics import model_variance, simulated_totals
 from vectoros.core.errors import Cancelled, InvalidInput
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
@@ -76,7 +81,7 @@ def test_marginal_win_rates_are_exact_under_correlation():
     probabilities = [0.0, 1.0, 0.02, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 0.98, 0.33]
     deals = [PipelineDeal(f"d{i}", float(2**i), p, None) for i, p in enumerate(probabilities)]
     settings = replace(PLAIN, correlation=0.5, simulations=30_000)
-    totals = engine._simulated_totals(deals, PERIOD, settings).astype(np.int64)
+    totals = simulated_totals(deals, PERIOD, settings).astype(np.int64)
     won = (totals[:, None] >> np.arange(len(deals))) & 1
     rates = won.mean(axis=0)
     p = np.array(probabilities)
@@ -105,9 +110,9 @@ def test_percentiles_histogram_and_reproducibility(monkeypatch):
     assert [s.revenue for s in r.scenarios] == [r.p10, r.p50, r.p90]
 
     assert forecast(deals, PERIOD, settings) == outcome
-    monkeypatch.setattr(engine, "_WORKER_THREADS", 1)
+    monkeypatch.setattr(workers, "WORKER_THREADS", 1)
     assert forecast(deals, PERIOD, settings) == outcome
-    monkeypatch.setattr(engine, "_WORKER_THREADS", 3)
+    monkeypatch.setattr(workers, "WORKER_THREADS", 3)
     assert forecast(deals, PERIOD, settings) == outcome
     assert forecast(deals, PERIOD, replace(settings, seed=12)).result.mean != r.mean
 
@@ -120,7 +125,7 @@ def test_example_simulations_are_the_ones_nearest_to_their_percentile():
     deals = [PipelineDeal(f"d{i}", float(100 + i), 0.4, None) for i in range(60)]
     settings = replace(PLAIN, correlation=0.3, simulations=3_001)
     result = forecast(deals, PERIOD, settings).result
-    totals = engine._simulated_totals(deals, PERIOD, settings)
+    totals = simulated_totals(deals, PERIOD, settings)
     values = {d.deal_id: d.value for d in deals}
     for example in result.scenarios:
         booked = sum(values[i] for i in example.won_deal_ids)
@@ -181,7 +186,7 @@ def test_won_amount_is_uniform_and_independent_of_the_win():
     # One deal: its total is 0 or value * m, m uniform on mean * (1 +- sqrt(3) cv).
     value, p, cv = 1000.0, 0.4, 0.4
     settings = replace(PLAIN, correlation=0.3, amount_cv=cv, simulations=50_000)
-    totals = engine._simulated_totals([PipelineDeal("d", value, p, None)], PERIOD, settings)
+    totals = simulated_totals([PipelineDeal("d", value, p, None)], PERIOD, settings)
     won = totals[totals > 0] / value
     half = math.sqrt(3) * cv
     assert abs(len(won) / len(totals) - p) < Z * math.sqrt(p * (1 - p) / len(totals))
@@ -196,8 +201,8 @@ def test_variance_shares_and_exact_variance_match_the_simulation():
     deals[3] = replace(deals[3], expected_close=None)
     settings = SimulationSettings(correlation=0.4, amount_cv=0.2, simulations=40_000, seed=5)
     result = forecast(deals, PERIOD, settings).result
-    totals = engine._simulated_totals(deals, PERIOD, settings)
-    variance = engine._model_variance(deals, PERIOD, settings)
+    totals = simulated_totals(deals, PERIOD, settings)
+    variance = model_variance(deals, PERIOD, settings)
 
     shares = [c.variance_share for c in result.deal_contributions]
     assert sum(shares) == pytest.approx(1.0, abs=1e-9)
@@ -223,8 +228,8 @@ def test_exact_variance_of_a_small_strongly_correlated_pipeline():
     # deal's own share of the factor variance.
     deals = [PipelineDeal("a", 1000.0, 0.3, None), PipelineDeal("b", 3000.0, 0.6, None)]
     settings = replace(PLAIN, correlation=0.9, amount_cv=0.3, simulations=60_000)
-    totals = engine._simulated_totals(deals, PERIOD, settings)
-    variance = engine._model_variance(deals, PERIOD, settings)
+    totals = simulated_totals(deals, PERIOD, settings)
+    variance = model_variance(deals, PERIOD, settings)
     centered = totals - totals.mean()
     variance_error = math.sqrt(np.mean((centered**2 - variance) ** 2) / len(totals))
     assert abs(totals.var(ddof=1) - variance) < Z * variance_error
@@ -233,13 +238,13 @@ def test_exact_variance_of_a_small_strongly_correlated_pipeline():
 @pytest.mark.parametrize("correlation", [0.01, 0.25, 0.6, 0.99])
 def test_stratum_table_keeps_every_marginal_exactly(correlation):
     p = np.array([1e-9, 1e-4, 0.01, 0.2, 0.5, 0.77, 0.99, 1 - 1e-7, 0.0, 1.0, 0.5])
-    table = engine._conditional_win_table(p, correlation)
-    assert table.shape == (engine._STRATA, len(p))
+    table = moments.conditional_win_table(p, correlation)
+    assert table.shape == (moments.STRATA, len(p))
     assert np.all((table >= 0) & (table <= 1))
     np.testing.assert_allclose(table.mean(axis=0), p, rtol=1e-12, atol=1e-15)
     assert np.all(np.diff(table, axis=0) <= 1e-15)  # a higher factor never raises a win probability
     assert np.all(table[:, 8] == 0.0) and np.all(table[:, 9] == 1.0)
-    assert engine._conditional_win_table(p, 0.0).tolist() == [p.tolist()]
+    assert moments.conditional_win_table(p, 0.0).tolist() == [p.tolist()]
 
 
 def test_monthly_breakdown_follows_close_dates():
@@ -302,7 +307,8 @@ def test_cancellation_stops_between_chunks():
 
     with pytest.raises(Cancelled):
         forecast(deals, PERIOD, SimulationSettings(seed=1), cancelled=later)
-    assert len(calls) < engine._Layout(engine._resolve_options(SimulationSettings(seed=1)), 64, 1_000).chunks
+    layout = kernel.Layout(validation.resolve_options(SimulationSettings(seed=1)), moments.STRATA, 1_000)
+    assert len(calls) < layout.chunks
 
 
 # --- validation ----------------------------------------------------------------------
@@ -361,12 +367,12 @@ def test_bad_input_names_the_field(deals, settings, period, field):
 
 
 def test_size_limits(monkeypatch):
-    monkeypatch.setattr(engine, "MAX_DEALS", 2)
+    monkeypatch.setattr(validation, "MAX_DEALS", 2)
     with pytest.raises(InvalidInput) as raised:
         forecast(GOOD, PERIOD, SimulationSettings(seed=1))
     assert raised.value.field == "deals"
-    monkeypatch.setattr(engine, "MAX_DEALS", 50_000)
-    monkeypatch.setattr(engine, "MAX_DRAWS", 299)
+    monkeypatch.setattr(validation, "MAX_DEALS", 50_000)
+    monkeypatch.setattr(validation, "MAX_DRAWS", 299)
     with pytest.raises(InvalidInput) as raised:
         forecast(GOOD, PERIOD, SimulationSettings(simulations=100, seed=1))
     assert raised.value.field == "options.simulations"

@@ -379,6 +379,24 @@ def test_size_limits(monkeypatch):
     assert forecast(GOOD, PERIOD, SimulationSettings(simulations=99, seed=1)).simulations == 99
 
 
+def test_the_work_bound_counts_every_scenario(monkeypatch):
+    """Scenarios that change every deal cost the simulation as much as new deals:
+    before the bound counted them, 20 of them ran 40 times past it."""
+    deals = pipeline(10)
+    changes = tuple(DealChange(deal.deal_id, win_probability=0.9) for deal in deals)
+    scenarios = [ScenarioSpec(f"s{j}", changes=changes) for j in range(3)]
+    # 10 drawn deals + 3 scenarios x (10 removed + 10 added) + 3 totals = 73 per simulation.
+    monkeypatch.setattr(validation, "MAX_DRAWS", 100 * 73)
+    assert compare_scenarios(deals, scenarios, PERIOD, SimulationSettings(simulations=100, seed=1)).base.mean > 0
+    with pytest.raises(InvalidInput) as raised:
+        compare_scenarios(deals, scenarios, PERIOD, SimulationSettings(simulations=101, seed=1))
+    assert raised.value.field == "options.simulations"
+    assert "(here 101 x (10 + 60 + 3))" in raised.value.rule
+    # The same scenarios without changes cost one total each.
+    assert compare_scenarios(deals, [ScenarioSpec(f"s{j}") for j in range(3)], PERIOD,
+                             SimulationSettings(simulations=101, seed=1)).base.mean > 0
+
+
 # --- scenarios -----------------------------------------------------------------------
 
 

@@ -371,7 +371,7 @@ BAD = [
     (bad_forecast(_set("deals.0.probability", 1.5)), "deals[0].probability", "must be in [0, 1]"),
     (bad_forecast(_set("deals.1.probability", -0.1)), "deals[1].probability", "must be in [0, 1]"),
     (bad_forecast(lambda r: r.deals[1].ClearField("probability")), "deals[1].probability", "required for a forecast"),
-    (bad_forecast(_set("deals.2.id", "")), "deals[2].id", "must not be empty"),
+    (bad_forecast(_set("deals.2.id", "")), "deals[2].id", "required"),
     (bad_forecast(_set("deals.2.id", "deal-0")), "deals[2].id", "duplicates deals[0].id"),
     (
         bad_forecast(_set("deals.1.currency", "eur")),

@@ -121,6 +121,8 @@ def compare_scenarios(
     check_draws(options, len(union_ids))
     for j, variant in enumerate(variants):
         check_magnitude(variant.pipeline, options, f"scenarios[{j}]")
+    # The conditional win tables below are O(strata x deals) per scenario, cheap;
+    # the simulation's work is counted once the scenarios' lanes are known.
 
     base_table = conditional_win_table(base_pipeline.probabilities, options.correlation)
     base_analysis = analyze(base_pipeline, base_table, timeline, options)
@@ -137,6 +139,8 @@ def compare_scenarios(
         analyses.append(analysis)
         diff_lanes.append((removed_lane, added_lane))
     del base_table
+    changed = sum(removed.width + added.width for removed, added in diff_lanes)
+    check_draws(options, len(union_ids), changed, len(variants))
 
     layout = Layout(options, len(base_thresholds), len(union_ids))
     base_scaled, differences = simulate(layout, base_lane, diff_lanes, cancelled)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from server.engines.forecast.types import Period, PipelineDeal, ScenarioSpec, SimulationSettings
+from vectoros.core.deals import check_id
 from vectoros.core.errors import InvalidInput
 
 MAX_DEALS = 50_000
@@ -27,7 +28,6 @@ MAX_DRAWS = 2_500_000_000
 MAX_SCENARIOS = 20
 
 _SECONDS_PER_DAY = 86_400.0
-_MAX_ID_BYTES = 128
 
 
 @dataclass(frozen=True)
@@ -192,10 +192,7 @@ def validate_deals(deals: Sequence[PipelineDeal], prefix: str, timeline: Timelin
     if len(set(ids)) != count or not all(type(i) is str and 0 < len(i) <= 32 for i in ids):
         seen: dict[str, int] = {}
         for i, deal_id in enumerate(ids):
-            if not isinstance(deal_id, str) or not deal_id:
-                raise InvalidInput(f"{prefix}[{i}].id", "must not be empty")
-            if len(deal_id.encode("utf-8")) > _MAX_ID_BYTES:
-                raise InvalidInput(f"{prefix}[{i}].id", f"must be at most {_MAX_ID_BYTES} bytes")
+            check_id(deal_id if isinstance(deal_id, str) else "", f"{prefix}[{i}].id")
             if deal_id in seen:
                 raise InvalidInput(f"{prefix}[{i}].id", f"duplicates {prefix}[{seen[deal_id]}].id")
             seen[deal_id] = i
@@ -256,9 +253,19 @@ def check_magnitude(pipeline: Pipeline, options: Options, field: str) -> None:
         raise InvalidInput(field, "sum of values times options.amount_mean_multiplier is too large")
 
 
-def check_draws(options: Options, columns: int) -> None:
-    """Bounds the uniforms one call draws: simulations x columns (deals)."""
-    if options.simulations * columns > MAX_DRAWS:
+def check_draws(options: Options, columns: int, scenario_columns: int = 0, scenarios: int = 0) -> None:
+    """Bounds the work of one call: simulations x (the deals drawn for, plus, for
+    CompareScenarios, the deals each scenario removes or adds, plus one total per
+    scenario). Counting only the drawn deals let 20 scenarios that each change
+    every deal run 40 times past the bound."""
+    work = columns + scenario_columns + scenarios
+    if options.simulations * work > MAX_DRAWS:
+        if scenarios:
+            raise InvalidInput(
+                "options.simulations",
+                f"simulations x (deals + deals changed by each scenario + scenarios) must be at most "
+                f"{MAX_DRAWS:.2g} (here {options.simulations} x ({columns} + {scenario_columns} + {scenarios}))",
+            )
         raise InvalidInput(
             "options.simulations",
             f"simulations x deals must be at most {MAX_DRAWS:.2g} (here {options.simulations} x {columns})",

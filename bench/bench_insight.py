@@ -46,8 +46,8 @@ import grpc  # noqa: E402
 
 from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder  # noqa: E402
 from server.engines.insight import CLOSED, HistoryIndex, InsightEngine, summarize_history  # noqa: E402
-from server.engines.monitor import PipelineMonitor  # noqa: E402
-from server.engines.rules import RulesGenerator  # noqa: E402
+from server.engines.insight.monitor import PipelineMonitor  # noqa: E402
+from server.engines.insight.rules import RulesGenerator  # noqa: E402
 from server.engines.scoring import load_scorer  # noqa: E402
 from server.engines.similarity import Query, SimilarityEngine, deal_payload, text_sha256  # noqa: E402
 from server.ledger import Ledger  # noqa: E402

@@ -22,6 +22,7 @@ from server import logs
 from server.auth import TokenAuthority, TokenFileError
 from server.config import MIB, ServerConfig, is_loopback
 from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder
+from server.engines.insight import InsightRuntime
 from server.engines.scoring import load_scorer
 from server.interceptors import CallPolicy, RpcInterceptor
 from server.metrics import Metrics
@@ -29,7 +30,7 @@ from server.models.registry import ModelRegistry
 from server.services.embedding import EmbeddingServicer
 from server.services.embedding import add_to_server as add_embedding_service
 from server.services.forecast import ForecastServicer
-from server.services.insight import InsightService, add_insight_service
+from server.services.insight import add_insight_service
 from server.services.scoring import ScoringServicer
 from server.services.similarity import SimilarityService, add_similarity_service
 from vectoros.v1 import (
@@ -69,7 +70,7 @@ class VectorOSServer:
     registry: ModelRegistry
     embedding: EmbeddingServicer
     similarity: SimilarityService
-    insight: InsightService
+    insight: InsightRuntime
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -130,7 +131,8 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     embedding = EmbeddingServicer(registry, batcher)
     add_embedding_service(embedding, server)
     similarity = await add_similarity_service(server, registry, config, batcher)
-    insight = await add_insight_service(server, registry, config, similarity)
+    insight = await InsightRuntime.open(registry, config, similarity)
+    add_insight_service(server, insight)
     if similarity.opened():
         await asyncio.to_thread(insight.warm)  # workspace histories, before the first call
     forecast_pb2_grpc.add_ForecastServiceServicer_to_server(ForecastServicer(), server)

@@ -1,39 +1,33 @@
 """InsightService: protobuf in, engine call, protobuf out.
 
-`add_insight_service(server, registry, config, similarity)` opens the ledger
-(``<data_dir>/ledger.sqlite``), builds the history index over the similarity
-engine, the generator (Claude when `config.anthropic_api_key` is set, else the
-rules), the insight engine and the pipeline monitor, and registers the
-servicer. The returned `InsightService` says when the service is ready (a
-production scorer and an open similarity store) and closes what it opened.
+`add_insight_service(server, runtime)` registers the servicer over an
+`InsightRuntime` (`server.engines.insight.runtime`), which builds the engine and
+the monitor from the config and owns their life cycle.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 from datetime import UTC, datetime
 
 import grpc
 
 from server.engines.insight import (
+    MAX_SCAN_DEALS,
+    Alert,
     ExportFormat,
-    HistoryIndex,
     InsightEngine,
     InsightResult,
+    InsightRuntime,
     InsightType,
+    PipelineMonitor,
+    Priority,
     Rating,
 )
-from server.engines.monitor import MAX_SCAN_DEALS, Alert, PipelineMonitor, Priority
-from server.engines.rules import RulesGenerator
-from server.ledger import Ledger
 from vectoros.core.deal_codec.proto import deal_from_proto, time_from_proto
 from vectoros.core.deals import Outcome, check_id
 from vectoros.core.errors import InvalidInput
 from vectoros.v1 import common_pb2, insight_pb2, insight_pb2_grpc
-
-log = logging.getLogger("vectoros.insight")
 
 _TYPES = {
     InsightType.RISK: insight_pb2.INSIGHT_TYPE_RISK,
@@ -181,59 +175,6 @@ def _alert(alert: Alert) -> insight_pb2.PipelineAlert:
     )
 
 
-# --- wiring -------------------------------------------------------------------------
-
-
-class InsightService:
-    """The insight engine with its life cycle, for `server.app`."""
-
-    def __init__(self, engine: InsightEngine, monitor: PipelineMonitor, similarity, registry) -> None:
-        self.engine = engine
-        self.monitor = monitor
-        self._similarity = similarity
-        self._registry = registry
-
-    def ready(self) -> bool:
-        """SERVING needs a production scorer and an open similarity store."""
-        return self._registry.status("scorer").production is not None and self._similarity.ready()
-
-    def warm(self) -> None:
-        """Build the workspace history index now instead of on the first request
-        (blocking: one scroll of the store). Errors are logged; the first request
-        builds it then."""
-        try:
-            self.engine.history.ensure_built()
-        except Exception:
-            log.exception("workspace history not built yet")
-
-    async def close(self) -> None:
-        """After the server stopped: stop following store writes, close the Claude
-        client and the ledger."""
-        self.engine.history.close()
-        close = getattr(self.engine.generator, "close", None)
-        if close is not None:
-            await close()
-        await asyncio.to_thread(self.engine.ledger.close)
-
-
-def make_generator(config):
-    """Claude when an API key is configured, else the rules."""
-    if config.anthropic_api_key:
-        from server.engines.claude import ClaudeGenerator
-
-        return ClaudeGenerator(config.anthropic_api_key, config.anthropic_model)
-    return RulesGenerator()
-
-
-async def add_insight_service(server: grpc.aio.Server, registry, config, similarity) -> InsightService:
-    """Build the service over `similarity` (a `server.services.similarity.SimilarityService`)
-    and register it. Call `close()` after the server stopped (before the similarity
-    store closes)."""
-    ledger = await asyncio.to_thread(Ledger.in_dir, config.data_dir)
-    history = HistoryIndex(similarity.engine)
-    generator = await asyncio.to_thread(make_generator, config)
-    engine = InsightEngine(registry, similarity.engine, ledger, generator, history)
-    monitor = PipelineMonitor(registry, history, ledger)
-    insight_pb2_grpc.add_InsightServiceServicer_to_server(InsightServicer(engine, monitor), server)
-    log.info("insight service", extra={"generator": generator.id, "ledger": str(ledger.path)})
-    return InsightService(engine, monitor, similarity, registry)
+def add_insight_service(server: grpc.aio.Server, runtime: InsightRuntime) -> None:
+    """Register the servicer over `runtime`'s engine and monitor on `server`."""
+    insight_pb2_grpc.add_InsightServiceServicer_to_server(InsightServicer(runtime.engine, runtime.monitor), server)

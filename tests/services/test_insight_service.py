@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.config import ServerConfig
 from server.engines.embedding import load_embedder
+from server.engines.insight import InsightRuntime
 from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.publish import publish
@@ -83,7 +84,8 @@ async def start(registry, data_dir: Path, **settings) -> Running:
     server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
     config = ServerConfig(data_dir=data_dir, **settings)
     similarity = await add_similarity_service(server, registry, config)
-    insight = await add_insight_service(server, registry, config, similarity)
+    insight = await InsightRuntime.open(registry, config, similarity)
+    add_insight_service(server, insight)
     assert insight.ready()
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -26,7 +26,7 @@ from server.engines.insight import (
     context_key,
     summarize_history,
 )
-from server.engines.rules import RulesGenerator
+from server.engines.insight.rules import RulesGenerator
 from server.engines.scoring import load_scorer
 from server.engines.similarity import Query, SimilarityEngine
 from server.ledger import Ledger

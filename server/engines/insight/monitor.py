@@ -42,7 +42,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from server.engines.insight import SCORER, HistoryIndex, WorkspaceHistory, stat_key
+from server.engines.insight.context import SCORER
+from server.engines.insight.history import WorkspaceHistory, stat_key
+from server.engines.insight.history_index import HistoryIndex
 from server.ledger import AlertRow, Ledger, ScanState
 from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.errors import InvalidInput, NotFound, Unavailable

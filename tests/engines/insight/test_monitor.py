@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from server.engines.insight import HistoryIndex, StoredDeal, WorkspaceHistory, summarize_history
-from server.engines.monitor import (
+from server.engines.insight.monitor import (
     DEFAULT_STALE_DAYS,
     DealScan,
     PipelineMonitor,
@@ -204,7 +204,7 @@ async def test_monitor_scans_stored_open_deals_and_remembers(monitor_parts):
 
 async def test_monitor_cli_stores_alerts_and_does_not_repeat_them(monitor_parts, tmp_path):
     from server.engines.insight import InsightEngine
-    from server.engines.rules import RulesGenerator
+    from server.engines.insight.rules import RulesGenerator
     from server.services.insight import InsightServicer
 
     monitor, similarity, ledger = monitor_parts

@@ -42,20 +42,13 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from server.engines.insight import (
-    RULES,
-    Evidence,
-    GeneratedInsights,
-    Insight,
-    InsightContext,
-    InsightType,
-    RateStat,
-    SimilarDeal,
-    Usage,
-    stat_key,
-)
+from server.engines.insight.context import InsightContext, SimilarDeal
+from server.engines.insight.history import RateStat, stat_key
+from server.engines.insight.types import Evidence, GeneratedInsights, Insight, InsightType, Usage
 from vectoros.core.deals import Outcome
 
+# The rules generator's id: in the cache key, the ledger and `GeneratedInsights.generator`.
+RULES = "rules"
 PROBABILITY_GAP = 0.25
 MIN_SIMILAR_WON = 3
 OPPORTUNITY_SHARE = 0.6

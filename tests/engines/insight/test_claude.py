@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.engines.claude import SYSTEM_PROMPT, TOOL_NAME, ClaudeGenerator, check_model, sdk_models, validate_answer
 from server.engines.insight import (
     InsightContext,
     InsightType,
@@ -23,7 +22,9 @@ from server.engines.insight import (
     StoredDeal,
     summarize_history,
 )
-from server.engines.rules import RulesGenerator
+from server.engines.insight.claude import ClaudeGenerator, check_model, sdk_models, validate_answer
+from server.engines.insight.prompt import SYSTEM_PROMPT, TOOL_NAME
+from server.engines.insight.rules import RulesGenerator
 from tests.support.fake_anthropic import FakeAnthropic, deal_context, raw_reply, status_reply, tool_reply, user_text
 from vectoros.core.deals import DealRecord, Outcome, StageChange
 

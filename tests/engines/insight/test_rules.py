@@ -23,7 +23,7 @@ from server.engines.insight import (
     WorkspaceHistory,
     summarize_history,
 )
-from server.engines.rules import RulesGenerator, days, pct
+from server.engines.insight.rules import RulesGenerator, days, pct
 from vectoros.core.deals import DealRecord, Outcome, StageChange
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -25,5 +25,3 @@ __all__ = [
     "time_split",
     "train_scorer",
 ]
-
-from training.scorer.command import add_parser  # noqa: E402,F401 - the command line moves to vectoros.cli next

@@ -28,15 +28,12 @@ texts are plain Python: the tests and the benchmark use them too.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -522,34 +519,20 @@ def cached_reference(texts: Sequence[str], root: Path | None = None) -> np.ndarr
     return vectors
 
 
-# --- command line -------------------------------------------------------------------
+# --- the artifact folder ------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    # Build next to the destination and rename, so a failed export leaves nothing behind.
+def export_embedder(out: Path, *, log=print) -> Path:
+    """Build the artifact into `out` (a new or empty folder; its parents are created).
+    It is built next to `out` and renamed into place, so a failed export leaves
+    nothing behind. Returns `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and any(out.iterdir()):
-        print(f"--out {out}: exists and is not empty", file=sys.stderr)
-        return 2
     staging = Path(tempfile.mkdtemp(prefix=".tmp-embedder-", dir=out.parent))
     try:
-        build_embedder(staging / "artifact", log=lambda line: print(line, file=sys.stderr))
+        build_embedder(staging / "artifact", log=log)
         if out.exists():
             out.rmdir()
         os.replace(staging / "artifact", out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(json.dumps({"out": str(out), "manifest": str(out / "manifest.json")}))
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add `embedder` to the `train` subcommands: `vectoros train embedder --out DIR`."""
-    parser = subparsers.add_parser(
-        "embedder",
-        help="export all-MiniLM-L6-v2 to ONNX (fp32 + int8) with a manifest",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument("--out", required=True, type=Path, help="new or empty folder for the artifact")
-    parser.set_defaults(func=_run)
+    return out

@@ -17,10 +17,8 @@ ignore it in that case (it is the kind of leaky column CRMs export).
 
 from __future__ import annotations
 
-import argparse
 import math
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 
@@ -203,27 +201,3 @@ def synth_deals(deals: int, seed: int = 0, end: datetime = DEFAULT_END, years: f
             )
         )
     return records
-
-
-def run(args: argparse.Namespace) -> int:
-    from training.records import write_deals
-
-    end = DEFAULT_END if args.end is None else datetime.fromisoformat(args.end.replace("Z", "+00:00"))
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=UTC)
-    records = synth_deals(args.deals, seed=args.seed, end=end)
-    path = write_deals(records, args.out, custom_dates=DATE_COLUMNS)
-    won = sum(r.outcome is Outcome.WON for r in records)
-    lost = sum(r.outcome is Outcome.LOST for r in records)
-    print(f"wrote {len(records)} deals to {path}: {won} won, {lost} lost, {len(records) - won - lost} open")
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    """Add `synth` to a `vectoros` subparsers object."""
-    parser = subparsers.add_parser("synth", help="write synthetic deal histories (CSV or JSON Lines)")
-    parser.add_argument("--deals", type=int, required=True, help="number of deals")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same file)")
-    parser.add_argument("--out", type=Path, required=True, help="output file, .csv or .jsonl")
-    parser.add_argument("--end", default=None, help="end of the period, ISO time (default 2025-06-30)")
-    parser.set_defaults(func=run)

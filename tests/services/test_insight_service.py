@@ -11,10 +11,7 @@ polling swaps it in, and insights then come from the new version."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import io
 import json
 import shutil
 from dataclasses import replace
@@ -37,7 +34,6 @@ from server.services.similarity import add_similarity_service
 from tests.support.fake_anthropic import FakeAnthropic, deal_context, status_reply, tool_reply
 from tests.support.serverproc import start_server
 from training import embedder as embedder_export
-from training import export as export_cli
 from training.records import read_deals, write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
@@ -212,37 +208,6 @@ async def test_generate_feedback_outcome_and_export(running):
     later = await export(running.stub, "acme", insight_pb2.EXPORT_FORMAT_LABELLED_EXAMPLES,
                          since_time=time_to_proto(now + timedelta(days=1)))
     assert later == []
-
-
-@on_session_loop
-async def test_export_and_quality_command_lines(running, tmp_path):
-    parser = argparse.ArgumentParser()
-    export_cli.add_parser(parser.add_subparsers())
-    data_dir = running.insight.engine.ledger.path.parent
-    port = running.port
-
-    def run(*argv: str) -> tuple[int, str]:
-        args = parser.parse_args(argv)
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            code = args.func(args)
-        return code, out.getvalue()
-
-    for name, wire in (("labelled", insight_pb2.EXPORT_FORMAT_LABELLED_EXAMPLES),
-                       ("scorer", insight_pb2.EXPORT_FORMAT_SCORER_ROWS)):
-        expected = await export(running.stub, "acme", wire)
-        code, local = await asyncio.to_thread(run, "export", "--workspace", "acme", "--format", name,
-                                              "--data-dir", str(data_dir))
-        assert code == 0 and local.splitlines() == expected
-        code, remote = await asyncio.to_thread(run, "export", "--workspace", "acme", "--format", name,
-                                               "--server", f"127.0.0.1:{port}")
-        assert code == 0 and remote.splitlines() == expected
-    code, table = await asyncio.to_thread(run, "quality", "--data-dir", str(data_dir), "--workspace", "acme")
-    rows = running.insight.engine.ledger.quality("acme")
-    assert code == 0 and len(table.splitlines()) == 1 + len(rows) and "brier" in table.splitlines()[0]
-    code, listed = await asyncio.to_thread(run, "quality", "--data-dir", str(data_dir), "--json")
-    assert code == 0 and {r["generator"] for r in json.loads(listed)} == {r.generator for r in rows}
-    assert (await asyncio.to_thread(run, "quality", "--data-dir", str(tmp_path / "none")))[0] == 2
 
 
 @on_session_loop

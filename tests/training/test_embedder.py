@@ -4,7 +4,6 @@ under $VECTOROS_TEST_CACHE or /tmp/vectoros-test-cache): ~40 s cold, instant war
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -140,13 +139,3 @@ def test_recall_at_k_is_one_for_identical_vectors_and_drops_for_noise():
     assert embedder.recall_at_k(vectors, vectors, 10) == 1.0
     noisy = vectors + rng.normal(scale=1.0, size=vectors.shape)
     assert embedder.recall_at_k(noisy, vectors, 10) < 0.9
-
-
-def test_cli_refuses_a_non_empty_out_folder(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    embedder.add_parser(parser.add_subparsers(dest="command"))
-    (tmp_path / "keep.txt").write_text("x")
-    args = parser.parse_args(["embedder", "--out", str(tmp_path)])
-    assert args.func(args) == 2
-    assert "not empty" in capsys.readouterr().err
-    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

@@ -1,6 +1,5 @@
 import csv
 import hashlib
-import json
 import re
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 import xgboost
 
 from server.engines.scoring import load_scorer
-from training import scorer as scorer_module
 from training.examples.crm_opportunities import write_csv as write_crm
 from training.records import write_deals
 from training.scorer import TrainConfig, TrainingError, train_scorer
@@ -93,32 +91,6 @@ def test_served_model_agrees_with_training(synthetic):
     expected = 1 / (1 + np.exp(-(model.calibration.slope * margins + model.calibration.intercept)))
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
-
-
-def test_public_shaped_csv_trains_through_the_cli(tmp_path, capsys):
-    import argparse
-
-    data = write_crm(1500, seed=3, path=tmp_path / "crm.csv")
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps({"categorical": ["year_established"], "exclude": ["subsidiary_of"]}))
-    parser = argparse.ArgumentParser()
-    scorer_module.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["scorer", "--data", str(data), "--out", str(tmp_path / "out"), "--grid", "small",
-                              "--feature-spec", str(spec_file), "--quiet", "--folds", "3"])
-    assert args.func(args) == 0
-    printed = capsys.readouterr().out
-    assert "held-out: ROC AUC" in printed
-    manifest = Manifest.load(tmp_path / "out")
-    features = manifest.spec["features"]
-    for name in ("attr.product", "attr.series", "attr.sales_price", "attr.account_revenue", "attr.manager"):
-        assert name in features["features"]
-    assert "attr.year_established" in features["categories"]  # the spec file made it categorical
-    excluded = features["excluded"]
-    assert excluded["attr.subsidiary_of"] == "excluded by the feature spec"
-    # The two leaks of this export: a date after the snapshot, and an amount that is 0 when lost.
-    assert excluded["attr.contract_signed_at.days_ago"] == "no value in the training data"
-    assert excluded["attr.close_value"].startswith("suspected leakage")
-    assert 0.6 < manifest.metrics["roc_auc"] < 0.95
 
 
 def test_a_perfect_model_is_refused_as_leakage(tmp_path):

@@ -14,6 +14,7 @@ from training import scorer as scorer_module
 from training.records import read_deals, write_deals
 from training.scorer import load_embedder_dir, time_split
 from training.synth import DATE_COLUMNS, synth_deals
+from vectoros.cli.train import add_parser
 from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
 from vectoros.core.deals import Outcome
 from vectoros.core.manifest import Manifest, run_golden
@@ -29,9 +30,9 @@ def trained(tmp_path_factory):
     data = write_deals(records, folder / "deals.csv", custom_dates=DATE_COLUMNS)
     embedder_dir = embedder_export.cached_export()
     parser = argparse.ArgumentParser()
-    scorer_module.add_parser(parser.add_subparsers())
+    add_parser(parser.add_subparsers())
     args = parser.parse_args([
-        "scorer", "--data", str(data), "--out", str(folder / "artifact"), "--embedder", str(embedder_dir),
+        "train", "scorer", "--data", str(data), "--out", str(folder / "artifact"), "--embedder", str(embedder_dir),
         "--similar-k", "5", "--grid", "small", "--folds", "3", "--quiet",
     ])
     assert args.func(args) == 0

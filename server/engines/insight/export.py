@@ -23,7 +23,7 @@ def export_lines(
     ledger: Ledger, workspace_id: str, export_format: ExportFormat, since: datetime | None = None
 ) -> Iterator[str]:
     """The workspace's training data as JSON Lines (see `server.services.insight`
-    and `training.export` for the formats):
+    and `vectoros.cli.ledger` for the formats):
 
     - labelled examples: one line per insight set: the deal snapshot, the
       generated insights, every feedback on the set, and the deal's outcome

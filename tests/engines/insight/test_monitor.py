@@ -1,19 +1,13 @@
 """ScanPipeline rules on hand-built deals (priorities at their thresholds, stable
-dedup keys), the PipelineMonitor over the real similarity engine (Qdrant Edge)
-and ledger, and `vectoros monitor` against a real gRPC server: alerts stored,
-not repeated within the window."""
+dedup keys) and the PipelineMonitor over the real similarity engine (Qdrant Edge)
+and ledger (`vectoros monitor` itself: tests/cli/test_ledger.py)."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
-import io
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import numpy as np
 import pytest
 
@@ -26,13 +20,10 @@ from server.engines.insight.monitor import (
     scan_deals,
 )
 from server.engines.similarity import SimilarityEngine
-from server.interceptors import ErrorAndLogInterceptor
 from server.ledger import Ledger, ScanState
 from server.models.registry import ModelRegistry
 from server.stores.edge import EdgeStore
-from training import export as export_cli
 from vectoros.core.deals import DealRecord, Outcome, StageChange
-from vectoros.v1 import insight_pb2_grpc
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -200,64 +191,3 @@ async def test_monitor_scans_stored_open_deals_and_remembers(monitor_parts):
     again = await monitor.scan("acme", sent, now=later)
     (drop,) = rules_of(again.alerts, "probability_drop")
     assert drop.deal_id == "o0" and drop.evidence["drop"] == pytest.approx(0.3)
-
-
-async def test_monitor_cli_stores_alerts_and_does_not_repeat_them(monitor_parts, tmp_path):
-    from server.engines.insight import InsightEngine
-    from server.engines.insight.rules import RulesGenerator
-    from server.services.insight import InsightServicer
-
-    monitor, similarity, ledger = monitor_parts
-    now = datetime.now(UTC)
-    quiet = [deal(f"q{i}", workspace_id="", last_activity_at=now - 40 * DAY, created_at=now - 90 * DAY,
-                  stage_entered_at=now - DAY, expected_close_at=now + 9 * DAY) for i in range(3)]
-    await similarity.upsert("acme", quiet)
-    engine = InsightEngine(monitor.registry, similarity, ledger, RulesGenerator(), monitor.history)
-    server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
-    insight_pb2_grpc.add_InsightServiceServicer_to_server(InsightServicer(engine, monitor), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    parser = argparse.ArgumentParser()
-    export_cli.add_parser(parser.add_subparsers())
-    cli_dir = tmp_path / "cli"
-
-    def run(*extra: str) -> list[dict]:
-        out = cli_dir / "alerts.jsonl"
-        before = out.read_text().splitlines() if out.exists() else []
-        args = parser.parse_args(["monitor", "--server", f"127.0.0.1:{port}", "--workspace", "acme",
-                                  "--data-dir", str(cli_dir), "--out", str(out), "--once", *extra])
-        assert args.func(args) == 0
-        return [json.loads(line) for line in out.read_text().splitlines()[len(before):]]
-
-    try:
-        first = await asyncio.to_thread(run)
-        assert {a["deal_id"] for a in first if a["rule"] == "stale_deal"} == {"q0", "q1", "q2"}
-        assert all(a["priority"] in ("critical", "high", "medium", "low") for a in first)
-        assert await asyncio.to_thread(run) == []  # same conditions within the window
-        assert len(await asyncio.to_thread(run, "--window", "0s")) == len(first)
-        stored = Ledger.in_dir(cli_dir)
-        assert {a.dedup_key for a in stored.alerts("acme")} == {a["dedup_key"] for a in first}
-        stored.close()
-        # A server that is not there: reported, exit 1.
-        bad = parser.parse_args(["monitor", "--server", "127.0.0.1:1", "--workspace", "acme", "--data-dir",
-                                 str(cli_dir), "--once", "--timeout", "2"])
-        errors = io.StringIO()
-        assert await asyncio.to_thread(_with_stderr, errors, bad.func, bad) == 1
-        assert "scan of 'acme' failed: UNAVAILABLE" in errors.getvalue()
-    finally:
-        await server.stop(None)
-
-
-def _with_stderr(buffer, func, args):
-    import contextlib
-
-    with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(io.StringIO()):
-        return func(args)
-
-
-def test_durations():
-    assert export_cli.parse_duration("30m") == 1800
-    assert export_cli.parse_duration("1h30m") == 5400
-    assert export_cli.parse_duration("45") == 45
-    with pytest.raises(argparse.ArgumentTypeError):
-        export_cli.parse_duration("30 minutes")

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.models.cli import add_parser
 from server.models.repository import Labels, ModelRepository
+from vectoros.cli.models import add_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ def test_tampered_publish_exits_2_in_a_real_process(artifact, models_root):
     (source / "feature_spec.txt").write_text("tampered\n")
     script = (
         "import argparse, sys\n"
-        "from server.models.cli import add_parser\n"
+        "from vectoros.cli.models import add_parser\n"
         "p = argparse.ArgumentParser(prog='vectoros'); add_parser(p.add_subparsers(required=True))\n"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
     )
@@ -109,7 +109,7 @@ def test_tampered_publish_exits_2_in_a_real_process(artifact, models_root):
 def test_serving_side_imports_no_training_stack():
     script = (
         "import sys, onnxruntime\n"
-        "import server.models.registry, server.models.publish, server.models.cli\n"
+        "import server.models.registry, server.models.publish, vectoros.cli.models\n"
         "heavy = {'torch', 'sentence_transformers', 'xgboost', 'sklearn'} & set(sys.modules)\n"
         "sys.exit(', '.join(sorted(heavy)) or 0)\n"
     )

@@ -1,10 +1,9 @@
 """Re-embedding stored deals for a new embedder version: the engine's `reindex`
-over both stores, resuming after an interruption, and `vectoros reindex` with the
-real embedder artifact published twice."""
+over both stores, resuming after an interruption (`vectoros reindex` itself is
+tested in tests/cli/test_reindex.py)."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from dataclasses import replace
 
@@ -149,51 +148,3 @@ async def test_reindex_refuses_a_dimension_mismatch(tmp_path):
     store.create_collection("embedder", 2, DIM + 1).close()
     with pytest.raises(FailedPrecondition, match="dimensional"):
         reindex(store, 2, DIM, RandomTextEmbedder(2).embed_sync)
-
-
-def test_vectoros_reindex_with_the_real_embedder(tmp_path, capsys):
-    import asyncio
-
-    from server.engines.embedding import load_embedder
-    from server.models.publish import publish
-    from server.models.registry import ModelRegistry
-    from server.services.similarity import RegistryEmbedders
-    from training import embedder as embedder_export
-    from training import reindex as reindex_cli
-
-    models, data_dir = tmp_path / "models", tmp_path / "data"
-    artifact = embedder_export.cached_export()
-    publish(artifact, models)
-    registry = ModelRegistry(models, {"embedder": load_embedder})
-    registry.refresh(notify=False)
-    store = EdgeStore(data_dir / "vectors")
-    engine = SimilarityEngine(store, RegistryEmbedders(registry))
-    engine.open()
-    asyncio.run(engine.upsert("acme", deals(20)))
-    engine.close()
-    publish(artifact, models, force=True)  # the same weights as version 2: a new collection all the same
-
-    parser = argparse.ArgumentParser()
-    reindex_cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["reindex", "--data-dir", str(data_dir), "--models", str(models), "--quiet"])
-
-    held = store.open_collection("embedder-v1")  # as a running server would
-    assert args.func(args) == 1
-    assert "open in another process" in capsys.readouterr().err
-    held.close()
-
-    assert args.func(args) == 0
-    assert "embedder-v2: 20 deals from embedder-v1, 20 embedded" in capsys.readouterr().out
-    assert args.func(args) == 0
-    assert "nothing to do" in capsys.readouterr().out
-
-    registry.refresh(notify=False)
-    engine = SimilarityEngine(EdgeStore(data_dir / "vectors"), RegistryEmbedders(registry))
-    engine.open()
-    result = asyncio.run(engine.find("acme", Query(deal_id="d1"), top_k=3))
-    assert result.embedder.version == 2 and len(result.matches) == 3
-    engine.close()
-
-    args = parser.parse_args(["reindex", "--data-dir", str(data_dir), "--models", str(models), "--quiet", "--drop-old"])
-    assert args.func(args) == 0
-    assert [c.name for c in EdgeStore(data_dir / "vectors").list_collections()] == ["embedder-v2"]

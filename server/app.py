@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from server import logs
 from server.config import MIB, ServerConfig
-from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder
+from server.engines.embedding import BatcherConfig, DynamicBatcher
 from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.registry import ModelRegistry
@@ -29,6 +29,7 @@ from server.services.forecast import ForecastServicer
 from server.services.insight import InsightService, add_insight_service
 from server.services.scoring import ScoringServicer
 from server.services.similarity import SimilarityService, add_similarity_service
+from vectoros.core.embedder import load_embedder
 from vectoros.v1 import (
     embedding_pb2,
     forecast_pb2,

@@ -21,6 +21,7 @@ from server import logs
 from server.config import MIB, ServerConfig
 from server.engines.embedding import BatcherConfig, DynamicBatcher
 from server.engines.scoring import load_scorer
+from server.engines.similarity.runtime import SimilarityRuntime
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.registry import ModelRegistry
 from server.services.embedding import EmbeddingServicer
@@ -28,7 +29,7 @@ from server.services.embedding import add_to_server as add_embedding_service
 from server.services.forecast import ForecastServicer
 from server.services.insight import InsightService, add_insight_service
 from server.services.scoring import ScoringServicer
-from server.services.similarity import SimilarityService, add_similarity_service
+from server.services.similarity import add_similarity_service
 from vectoros.core.embedder import load_embedder
 from vectoros.v1 import (
     embedding_pb2,
@@ -66,7 +67,7 @@ class VectorOSServer:
     config: ServerConfig
     registry: ModelRegistry
     embedding: EmbeddingServicer
-    similarity: SimilarityService
+    similarity: SimilarityRuntime
     insight: InsightService
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task] = field(default_factory=list)

@@ -19,7 +19,7 @@ What the engine does and does not do for us (qdrant-edge-py 0.9.0, measured):
   included, holds the GIL for its whole duration: optimizing 10,000 points froze
   every other Python thread for 11 s. So this adapter never optimizes on its
   own; whoever owns the collection decides when (offline, or in another process
-  on a copy: see `server.engines.similarity`).
+  on a copy: see `server.engines.similarity.lifecycle`).
 """
 
 from __future__ import annotations

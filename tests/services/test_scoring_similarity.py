@@ -14,11 +14,10 @@ import pytest
 from server.engines.embedding import load_embedder
 from server.engines.neighbours import SimilarNeighbours
 from server.engines.scoring import load_scorer
-from server.engines.similarity import SimilarityEngine
+from server.engines.similarity import RegistryEmbedders, SimilarityEngine
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.services.scoring import ScoringServicer
-from server.services.similarity import RegistryEmbedders
 from server.stores import open_store
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).

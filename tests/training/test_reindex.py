@@ -155,9 +155,9 @@ def test_vectoros_reindex_with_the_real_embedder(tmp_path, capsys):
     import asyncio
 
     from server.engines.embedding import load_embedder
+    from server.engines.similarity import RegistryEmbedders
     from server.models.publish import publish
     from server.models.registry import ModelRegistry
-    from server.services.similarity import RegistryEmbedders
     from training import embedder as embedder_export
     from training import reindex as reindex_cli
 

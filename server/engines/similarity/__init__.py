@@ -10,6 +10,7 @@ from server.engines.similarity.embedders import (
     RegistryEmbedders,
 )
 from server.engines.similarity.engine import (
+    CLOSED,
     DEFAULT_TOP_K,
     MAX_DELETE,
     MAX_QUERY_TEXT_BYTES,
@@ -29,6 +30,7 @@ from server.engines.similarity.points import deal_payload, text_sha256
 from server.engines.similarity.reembed import ReindexResult, reindex
 
 __all__ = [
+    "CLOSED",
     "DEFAULT_TOP_K",
     "EMBEDDER",
     "MAX_DELETE",

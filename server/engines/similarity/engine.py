@@ -8,6 +8,8 @@ per workspace.
   (workspace, deal id).
 - `find` embeds a deal or a text, or takes the stored vector of a deal id, and
   returns the nearest deals of the workspace with a summary of their outcomes.
+- `closed_neighbours` is the scorer's batch form of `find` by stored id: the k
+  nearest closed deals of each deal's workspace, as (score, won) pairs.
 - `delete` and `stats` do what they say, within one workspace.
 
 Tenant isolation: the workspace is never part of a caller's filter. The engine
@@ -34,6 +36,7 @@ from server.engines.similarity.lifecycle import CollectionLifeCycle
 from server.engines.similarity.points import deal_payload, text_sha256, with_workspace
 from server.stores.base import (
     NO_FILTER,
+    OUTCOME,
     RECORD,
     TEXT_SHA256,
     Collection,
@@ -53,6 +56,9 @@ MAX_DELETE = 1000
 MAX_TOP_K = 100
 DEFAULT_TOP_K = 10
 MAX_QUERY_TEXT_BYTES = 32 * 1024
+# What `closed_neighbours` searches among, and all it reads of each hit.
+CLOSED = DealFilter(outcomes=(Outcome.WON.value, Outcome.LOST.value))
+_OUTCOME_ONLY = (OUTCOME,)
 
 
 @dataclass(frozen=True)
@@ -313,6 +319,62 @@ class SimilarityEngine(CollectionLifeCycle):
 
         by_outcome = await _call(target.collection, count)
         return Stats(total=sum(by_outcome.values()), by_outcome=by_outcome, embedder=target.ref)
+
+
+    def closed_neighbours(
+        self, workspace_deal_ids: Sequence[tuple[str, str]], k: int, collection: Collection | None = None
+    ) -> list[list[tuple[float, bool]] | None]:
+        """For each (workspace id, deal id): the `k` stored deals of that workspace
+        most similar to the deal's stored vector among the closed (won or lost)
+        ones, the deal itself excluded, best first, as (cosine score, won) pairs;
+        None where the deal is not stored in its workspace (an empty id included).
+
+        What `find(workspace, Query(deal_id=...), deal_filter=CLOSED, top_k=k)`
+        answers for each deal, in one call: the serving collection is resolved once
+        (or given as `collection`, for a caller that already resolved it with
+        `serving()`), the stored vectors are read with one call per workspace, and
+        each search reads only the outcome of its hits, not their records. Never
+        embeds. Blocking: run it in a worker thread for a store whose calls do not
+        hold the GIL (`Collection.holds_gil`).
+        """
+        if not 1 <= k <= MAX_TOP_K:
+            raise InvalidInput("k", f"must be in [1, {MAX_TOP_K}], got {k}")
+        if collection is None:
+            collection, _ = self.serving()
+        ids = [point_id(workspace_id, deal_id) for workspace_id, deal_id in workspace_deal_ids]
+        by_workspace: dict[str, list[str]] = {}
+        for (workspace_id, deal_id), pid in zip(workspace_deal_ids, ids, strict=True):
+            if workspace_id and deal_id:  # nothing is stored under an empty id
+                by_workspace.setdefault(workspace_id, []).append(pid)
+        vectors: dict[str, np.ndarray] = {}
+        for workspace_id, pids in by_workspace.items():
+            stored = collection.retrieve(workspace_id, list(dict.fromkeys(pids)), with_vectors=True, payload_keys=())
+            for point in stored:
+                if payload_matches(point, workspace_id) and point.vector is not None:
+                    vectors[point.point_id] = point.vector
+        answers: list[list[tuple[float, bool]] | None] = []
+        for (workspace_id, _), pid in zip(workspace_deal_ids, ids, strict=True):
+            vector = vectors.get(pid)
+            if vector is None:
+                answers.append(None)
+                continue
+            hits = collection.search(
+                workspace_id,
+                vector,
+                limit=k,
+                deal_filter=CLOSED,
+                exclude_point_ids=[pid],
+                hnsw_ef=self.hnsw_ef,
+                payload_keys=_OUTCOME_ONLY,
+            )
+            answers.append(
+                [
+                    (min(1.0, max(-1.0, hit.score)), hit.point.payload.get(OUTCOME) == Outcome.WON.value)
+                    for hit in hits
+                    if payload_matches(hit.point, workspace_id) and hit.point.point_id != pid
+                ]
+            )
+        return answers
 
 
 async def _call(collection: Collection, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

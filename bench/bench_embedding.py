@@ -130,7 +130,7 @@ class CpuSplit:
 
 
 def engine_levers(artifact: Path, texts: list[str]) -> dict[str, float]:
-    from server.engines.embedding import EmbedderSettings, load_embedder
+    from vectoros.core.embedder import EmbedderSettings, load_embedder
     from vectoros.core.manifest import Manifest
 
     manifest = Manifest.load(artifact)
@@ -181,9 +181,9 @@ def quantization_lever(artifact: Path, texts: list[str]) -> dict[str, dict[str, 
     from graph_variants import matmul_nbits_8bit, multi_head_attention
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from server.engines.embedding import EmbedderModel, EmbedderSettings
     from training.embedder import FILES, TOKENIZER_FILE, cosine_per_row, fidelity
     from training.rowquant import quantize_per_token
+    from vectoros.core.embedder import EmbedderModel, EmbedderSettings
 
     def model(path: Path, sub_batch: int, threads: int = 1) -> EmbedderModel:
         return EmbedderModel(path, artifact / TOKENIZER_FILE, precision="int8", dimension=384, max_tokens=256,
@@ -227,8 +227,8 @@ def quantization_lever(artifact: Path, texts: list[str]) -> dict[str, dict[str, 
 def int8_batch_dependence(artifact: Path, texts: list[str]) -> tuple[float, float]:
     """Mean and minimum cosine between a text's int8 vector computed alone and in
     sorted calls of 16 (1.0: per-token activation scales make it independent)."""
-    from server.engines.embedding import EmbedderSettings, load_embedder
     from training.embedder import cosine_per_row
+    from vectoros.core.embedder import EmbedderSettings, load_embedder
     from vectoros.core.manifest import Manifest
 
     manifest = Manifest.load(artifact)
@@ -249,7 +249,7 @@ def arena_probe(artifact: Path, mode: str) -> dict[str, float]:
 
 
 def _arena_probe_main(artifact: Path, mode: str) -> None:
-    from server.engines.embedding import EmbedderSettings, load_embedder
+    from vectoros.core.embedder import EmbedderSettings, load_embedder
     from vectoros.core.manifest import Manifest
 
     model = load_embedder(artifact, Manifest.load(artifact), EmbedderSettings(precision="fp32", arena=mode))
@@ -295,7 +295,7 @@ def engine_ceiling(artifact: Path, texts: list[str], processes: int = 2) -> floa
 
 
 def _ceiling_worker_main(texts_file: Path, artifact: Path) -> None:
-    from server.engines.embedding import EmbedderSettings, load_embedder
+    from vectoros.core.embedder import EmbedderSettings, load_embedder
     from vectoros.core.manifest import Manifest
 
     texts = json.loads(texts_file.read_text())
@@ -316,10 +316,11 @@ def _ceiling_worker_main(texts_file: Path, artifact: Path) -> None:
 def _serve_main(args: argparse.Namespace) -> None:
     import grpc
 
-    from server.engines.embedding import BatcherConfig, DynamicBatcher, EmbedderSettings, load_embedder
+    from server.engines.embedding import BatcherConfig, DynamicBatcher
     from server.interceptors import ErrorAndLogInterceptor
     from server.models.registry import ModelRegistry
     from server.services.embedding import EmbeddingServicer, add_to_server
+    from vectoros.core.embedder import EmbedderSettings, load_embedder
 
     async def run() -> None:
         settings = EmbedderSettings(precision=args.precision or None, intra_op_threads=args.threads,

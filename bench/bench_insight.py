@@ -49,12 +49,11 @@ from server.engines.insight import CLOSED, HistoryIndex, InsightEngine, summariz
 from server.engines.insight.monitor import PipelineMonitor  # noqa: E402
 from server.engines.insight.rules import RulesGenerator  # noqa: E402
 from server.engines.scoring import load_scorer  # noqa: E402
-from server.engines.similarity import Query, SimilarityEngine, deal_payload, text_sha256  # noqa: E402
+from server.engines.similarity import Query, RegistryEmbedders, SimilarityEngine, deal_payload, text_sha256  # noqa: E402
 from server.ledger import Ledger  # noqa: E402
 from server.models.publish import publish  # noqa: E402
 from server.models.registry import ModelRegistry  # noqa: E402
 from server.services.insight import InsightServicer  # noqa: E402
-from server.services.similarity import RegistryEmbedders  # noqa: E402
 from server.stores.base import DealPoint, point_id  # noqa: E402
 from server.stores.edge import EdgeStore  # noqa: E402
 from training import embedder as embedder_export  # noqa: E402

@@ -77,12 +77,11 @@ def seed_similarity_store(models: Path, data_dir: Path, deals_csv: Path, count: 
     import asyncio
     import dataclasses
 
-    from server.engines.embedding import load_embedder
-    from server.engines.similarity import SimilarityEngine
+    from server.engines.similarity import RegistryEmbedders, SimilarityEngine
     from server.models.registry import ModelRegistry
-    from server.services.similarity import RegistryEmbedders
     from server.stores import open_store
     from training.records import read_deals
+    from vectoros.core.embedder import load_embedder
 
     registry = ModelRegistry(models, {"embedder": load_embedder}, names=["embedder"])
     registry.refresh(notify=False)

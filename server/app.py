@@ -21,9 +21,10 @@ from grpc_reflection.v1alpha import reflection
 from server import logs
 from server.auth import TokenAuthority, TokenFileError
 from server.config import MIB, ServerConfig, is_loopback
-from server.engines.embedding import BatcherConfig, DynamicBatcher, load_embedder
+from server.engines.embedding import BatcherConfig, DynamicBatcher
 from server.engines.insight import InsightRuntime
 from server.engines.scoring import load_scorer
+from server.engines.similarity.runtime import SimilarityRuntime
 from server.interceptors import CallPolicy, RpcInterceptor
 from server.metrics import Metrics
 from server.models.registry import ModelRegistry
@@ -32,7 +33,8 @@ from server.services.embedding import add_to_server as add_embedding_service
 from server.services.forecast import ForecastServicer
 from server.services.insight import add_insight_service
 from server.services.scoring import ScoringServicer
-from server.services.similarity import SimilarityService, add_similarity_service
+from server.services.similarity import add_similarity_service
+from vectoros.core.embedder import load_embedder
 from vectoros.v1 import (
     embedding_pb2,
     forecast_pb2,
@@ -69,7 +71,7 @@ class VectorOSServer:
     config: ServerConfig
     registry: ModelRegistry
     embedding: EmbeddingServicer
-    similarity: SimilarityService
+    similarity: SimilarityRuntime
     insight: InsightRuntime
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task] = field(default_factory=list)

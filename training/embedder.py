@@ -21,8 +21,8 @@ inside site-packages; nothing is fetched from a hub). The artifact holds:
   texts per second of each precision on this machine, and `spec.default_precision`:
   the faster precision among those that meet their bar.
 
-Export needs torch and sentence-transformers; serving (`server.engines.embedding`)
-needs only onnxruntime and tokenizers. The functions that generate deal-like
+Export needs torch and sentence-transformers; the artifact's model and loader
+(`vectoros.core.embedder`) need only onnxruntime and tokenizers. The functions that generate deal-like
 texts are plain Python: the tests and the benchmark use them too.
 """
 
@@ -339,8 +339,8 @@ def _throughput(models: dict[str, Any], texts: Sequence[str], rounds: int = 3) -
 def build_embedder(out: Path, *, log=print) -> Path:
     """Export, measure and write the artifact into the empty or new folder `out`.
     Returns the manifest path. Fails (SystemExit) when fp32 misses its bar."""
-    from server.engines import embedding as engine
     from vectoros import __version__
+    from vectoros.core import embedder as artifact
     from vectoros.core.manifest import FORMAT, Manifest, file_checksums, make_golden, onnx_signature
 
     out = Path(out)
@@ -361,7 +361,7 @@ def build_embedder(out: Path, *, log=print) -> Path:
     log(f"exported fp32 and int8 ({time.perf_counter() - started:.1f}s)")
 
     models = {
-        precision: engine.EmbedderModel(
+        precision: artifact.EmbedderModel(
             out / filename, out / TOKENIZER_FILE, precision=precision, dimension=DIMENSION, max_tokens=MAX_TOKENS
         )
         for precision, filename in FILES.items()
@@ -418,7 +418,7 @@ def build_embedder(out: Path, *, log=print) -> Path:
             "format": FORMAT,
             "name": MODEL_NAME,
             "version": None,
-            "kind": engine.KIND,
+            "kind": artifact.KIND,
             "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "package_version": __version__,
             "files": file_checksums(out),
@@ -437,7 +437,7 @@ def build_embedder(out: Path, *, log=print) -> Path:
             "spec": spec,
         }
     )
-    engine.parse_spec(manifest)  # what the loader will demand, checked before anyone publishes
+    artifact.parse_spec(manifest)  # what the loader will demand, checked before anyone publishes
     path = manifest.write(out)
     log(f"default precision {default}; manifest {path} ({time.perf_counter() - started:.1f}s)")
     return path
@@ -469,16 +469,23 @@ def _cache_key() -> str:
     the graph change, so a stale export is never reused."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
     digest.update((Path(__file__).parent / "rowquant.py").read_bytes())  # shapes the int8 graph
-    # The engine measures fidelity and speed at export, so it is part of the key.
-    digest.update(Path(engine_module_file()).read_bytes())
+    for path in export_source_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     digest.update(_versions_key().encode())
     return digest.hexdigest()[:16]
 
 
-def engine_module_file() -> str:
-    from server.engines import embedding as engine
+def export_source_files() -> list[Path]:
+    """The sources outside this module that shape an export: every module of the
+    embedder artifact package (its model measures fidelity and speed, its spec
+    check passes the manifest) and the manifest module (golden outputs,
+    signatures, checksums), in a fixed order."""
+    from vectoros.core import embedder as artifact
+    from vectoros.core import manifest
 
-    return engine.__file__
+    package = Path(artifact.__file__).parent
+    return [*sorted(package.rglob("*.py")), Path(manifest.__file__)]
 
 
 def cached_export(root: Path | None = None, *, log=print) -> Path:

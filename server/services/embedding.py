@@ -24,9 +24,10 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from server.engines.embedding import MAX_TEXTS, DynamicBatcher, EmbedBatchResult, check_texts
+from server.engines.embedding import DynamicBatcher
 from vectoros.core.deal_codec.proto import deal_from_proto, time_to_proto
 from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
+from vectoros.core.embedder import MAX_TEXTS, EmbedBatchResult, check_texts
 from vectoros.core.errors import InvalidInput, unparsable
 from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 

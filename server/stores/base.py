@@ -161,9 +161,17 @@ class Collection(ABC):
         store has written its WAL, the remote one waited for the server."""
 
     @abstractmethod
-    def retrieve(self, workspace_id: str, point_ids: Sequence[str], *, with_vectors: bool = False) -> list[DealPoint]:
+    def retrieve(
+        self,
+        workspace_id: str,
+        point_ids: Sequence[str],
+        *,
+        with_vectors: bool = False,
+        payload_keys: Sequence[str] | None = None,
+    ) -> list[DealPoint]:
         """The points of `workspace_id` among `point_ids`; unknown ids and points of
-        other workspaces are left out. Order is not guaranteed."""
+        other workspaces are left out. Order is not guaranteed. `payload_keys`:
+        read only these payload keys (see `payload_selection`); None: all."""
 
     @abstractmethod
     def search(
@@ -176,11 +184,15 @@ class Collection(ABC):
         min_score: float | None = None,
         exclude_point_ids: Sequence[str] = (),
         hnsw_ef: int | None = None,
+        payload_keys: Sequence[str] | None = None,
     ) -> list[ScoredDeal]:
         """The `limit` points of `workspace_id` nearest to `vector` (cosine), best
         first, that pass `deal_filter`, score at least `min_score` and are not in
         `exclude_point_ids`. `hnsw_ef`: candidates kept while walking the HNSW
-        graph (None: the store's default); exact search ignores it."""
+        graph (None: the store's default); exact search ignores it.
+        `payload_keys`: read only these payload keys of each hit (see
+        `payload_selection`), for callers that need not decode the stored record;
+        None: the whole payload."""
 
     @abstractmethod
     def delete(self, workspace_id: str, point_ids: Sequence[str]) -> None:
@@ -260,6 +272,16 @@ def complete_collections(store: VectorStore, embedder_name: str) -> list[Collect
     """Complete collections of an embedder, newest (version, generation) first."""
     found = [c for c in store.list_collections() if c.complete and c.embedder_name == embedder_name]
     return sorted(found, key=lambda c: c.order, reverse=True)
+
+
+def payload_selection(payload_keys: Sequence[str] | None) -> bool | list[str]:
+    """The payload to ask Qdrant for (its `with_payload`): all of it for None, else
+    the keys asked for, always with `workspace_id` and `deal_id`, which every point
+    read back carries (`DealPoint`; the isolation checks read the workspace). A key
+    a point does not have is left out of its payload."""
+    if payload_keys is None:
+        return True
+    return list(dict.fromkeys((WORKSPACE, DEAL_ID, *payload_keys)))
 
 
 def payload_matches(point: DealPoint, workspace_id: str) -> bool:

@@ -19,7 +19,7 @@ What the engine does and does not do for us (qdrant-edge-py 0.9.0, measured):
   included, holds the GIL for its whole duration: optimizing 10,000 points froze
   every other Python thread for 11 s. So this adapter never optimizes on its
   own; whoever owns the collection decides when (offline, or in another process
-  on a copy: see `server.engines.similarity`).
+  on a copy: see `server.engines.similarity.lifecycle`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from server.stores.base import (
     collection_name,
     parse_collection_name,
     payload_matches,
+    payload_selection,
 )
 
 INFO_FILE = "collection.json"
@@ -177,10 +178,19 @@ class EdgeCollection(Collection):
             )
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
 
-    def retrieve(self, workspace_id: str, point_ids: Sequence[str], *, with_vectors: bool = False) -> list[DealPoint]:
+    def retrieve(
+        self,
+        workspace_id: str,
+        point_ids: Sequence[str],
+        *,
+        with_vectors: bool = False,
+        payload_keys: Sequence[str] | None = None,
+    ) -> list[DealPoint]:
         if not point_ids:
             return []
-        records = self._shard.retrieve(list(point_ids), with_payload=True, with_vector=with_vectors)
+        records = self._shard.retrieve(
+            list(point_ids), with_payload=payload_selection(payload_keys), with_vector=with_vectors
+        )
         points = (_point(record, with_vectors) for record in records)
         return [point for point in points if payload_matches(point, workspace_id)]
 
@@ -194,12 +204,13 @@ class EdgeCollection(Collection):
         min_score: float | None = None,
         exclude_point_ids: Sequence[str] = (),
         hnsw_ef: int | None = None,
+        payload_keys: Sequence[str] | None = None,
     ) -> list[ScoredDeal]:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(check_vector(vector, self.dimension).tolist()),
             filter=build_filter(workspace_id, deal_filter, exclude_point_ids),
-            with_payload=True,
+            with_payload=payload_selection(payload_keys),
             score_threshold=min_score,
             params=qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None,
         )

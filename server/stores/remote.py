@@ -42,6 +42,7 @@ from server.stores.base import (
     collection_name,
     parse_collection_name,
     payload_matches,
+    payload_selection,
 )
 
 DEFAULT_PREFIX = "vectoros-deals-"
@@ -105,10 +106,19 @@ class RemoteCollection(Collection):
             batch.append(models.PointStruct(id=point.point_id, vector=vector, payload=dict(point.payload)))
         self._client.upsert(self.qdrant_name, points=batch, wait=True)
 
-    def retrieve(self, workspace_id: str, point_ids: Sequence[str], *, with_vectors: bool = False) -> list[DealPoint]:
+    def retrieve(
+        self,
+        workspace_id: str,
+        point_ids: Sequence[str],
+        *,
+        with_vectors: bool = False,
+        payload_keys: Sequence[str] | None = None,
+    ) -> list[DealPoint]:
         if not point_ids:
             return []
-        records = self._client.retrieve(self.qdrant_name, list(point_ids), with_payload=True, with_vectors=with_vectors)
+        records = self._client.retrieve(
+            self.qdrant_name, list(point_ids), with_payload=payload_selection(payload_keys), with_vectors=with_vectors
+        )
         points = (_point(record, with_vectors) for record in records)
         return [point for point in points if payload_matches(point, workspace_id)]
 
@@ -122,13 +132,14 @@ class RemoteCollection(Collection):
         min_score: float | None = None,
         exclude_point_ids: Sequence[str] = (),
         hnsw_ef: int | None = None,
+        payload_keys: Sequence[str] | None = None,
     ) -> list[ScoredDeal]:
         response = self._client.query_points(
             self.qdrant_name,
             query=check_vector(vector, self.dimension).tolist(),
             query_filter=build_filter(workspace_id, deal_filter, exclude_point_ids),
             limit=limit,
-            with_payload=True,
+            with_payload=payload_selection(payload_keys),
             score_threshold=min_score,
             search_params=models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None,
         )

@@ -21,12 +21,12 @@ def deals(count: int) -> list[DealRecord]:
 def test_vectoros_reindex_with_the_real_embedder(tmp_path, capsys):
     import asyncio
 
-    from server.engines.embedding import load_embedder
+    from server.engines.similarity import RegistryEmbedders
     from server.models.publish import publish
     from server.models.registry import ModelRegistry
-    from server.services.similarity import RegistryEmbedders
     from training import embedder as embedder_export
     from vectoros.cli import reindex as reindex_cli
+    from vectoros.core.embedder import load_embedder
 
     models, data_dir = tmp_path / "models", tmp_path / "data"
     artifact = embedder_export.cached_export()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from server.engines.similarity import (
+    CLOSED,
     Match,
     Query,
     SimilarityEngine,
@@ -275,6 +276,72 @@ async def test_request_rules(engine):
     with pytest.raises(InvalidInput, match="query"):
         Query()
     assert len((await engine.find("acme", Query(text="x"), top_k=0)).matches) == 1  # 0 -> default 10
+
+
+async def _closed_by_find(engine, workspace_id, deal_id, k):
+    """Today's per-deal path: `find` by stored id among the closed deals."""
+    try:
+        found = await engine.find(workspace_id, Query(deal_id=deal_id), deal_filter=CLOSED, top_k=k)
+    except NotFound:
+        return None
+    return [(m.score, m.deal.outcome is Outcome.WON) for m in found.matches]
+
+
+def _same_answers(got, expected):
+    assert len(got) == len(expected)
+    for one, other in zip(got, expected, strict=True):
+        if other is None:
+            assert one is None
+            continue
+        assert [won for _, won in one] == [won for _, won in other]
+        np.testing.assert_allclose([score for score, _ in one], [score for score, _ in other], atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+async def test_closed_neighbours_answer_what_find_answers_per_deal(engine, k):
+    await engine.upsert("acme", [deal(i) for i in range(60)])
+    await engine.upsert("globex", [deal(i, notes=f"globex story {i}") for i in range(40)])
+    pairs = [("acme", f"d{i}") for i in range(60)] + [("globex", f"d{i}") for i in range(0, 40, 3)]
+    expected = [await _closed_by_find(engine, w, d, k) for w, d in pairs]
+    got = engine.closed_neighbours(pairs, k)
+    _same_answers(got, expected)
+    assert all(answer is not None and len(answer) == k for answer in got)
+    assert any(won for answer in got for _, won in answer) and any(not won for answer in got for _, won in answer)
+    # The collection a caller resolved already gives the same answers.
+    collection, _ = engine.serving()
+    _same_answers(engine.closed_neighbours(pairs, k, collection), expected)
+
+
+async def test_closed_neighbours_are_none_for_a_deal_not_stored_in_its_workspace(engine):
+    await engine.upsert("acme", [deal(i) for i in range(30)])
+    await engine.upsert("globex", [deal(500)])
+    pairs = [("acme", "nope"), ("acme", "d500"), ("globex", "d1"), ("umbrella", "d1"), ("", "d1"), ("acme", "")]
+    pairs += [("acme", "d2"), ("acme", "d2")]  # twice: the same answer twice
+    got = engine.closed_neighbours(pairs, 5)
+    assert got[:6] == [None] * 6
+    _same_answers(got[6:], [await _closed_by_find(engine, "acme", "d2", 5)] * 2)
+    assert engine.closed_neighbours([], 5) == []
+    with pytest.raises(InvalidInput, match="k: must be in"):
+        engine.closed_neighbours([("acme", "d2")], 0)
+    with pytest.raises(InvalidInput, match="k: must be in"):
+        engine.closed_neighbours([("acme", "d2")], 101)
+
+
+async def test_closed_neighbours_never_come_from_another_workspace(engine, embedder):
+    # globex holds a copy of every acme deal (the same text, so the same vector, a
+    # score of 1.0) and closed deals only; acme's answers must not see any of them.
+    acme = [deal(i) for i in range(30)]
+    await engine.upsert("acme", acme)
+    await engine.upsert("globex", [replace(r, outcome=Outcome.WON) for r in acme])
+    got = engine.closed_neighbours([("acme", r.deal_id) for r in acme], 10)
+    closed = [replace(r, workspace_id="acme") for r in acme if r.outcome is not Outcome.OPEN]
+    for record, answer in zip(acme, got, strict=True):
+        query_vector = embedder.vector(deal_to_text(record))
+        _, scores = brute_force(embedder, closed, query_vector, exclude={record.deal_id}, limit=10)
+        np.testing.assert_allclose([score for score, _ in answer], scores, atol=1e-5)
+        assert all(score < 0.999 for score, _ in answer)
+    # And globex's answers are globex's own deals: every one of them won.
+    assert all(won for answer in engine.closed_neighbours([("globex", "d3")], 10) for _, won in answer)
 
 
 def test_summary_weights_matches_by_similarity():

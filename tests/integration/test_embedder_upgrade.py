@@ -12,15 +12,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server.engines.embedding import load_embedder
-from server.engines.similarity import SimilarityEngine
+from server.engines.similarity import RegistryEmbedders, SimilarityEngine
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
-from server.services.similarity import RegistryEmbedders
 from server.stores.edge import EdgeStore
 from tests.support.serverproc import start_server
 from training.embedder import cached_export
 from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.embedder import load_embedder
 from vectoros.v1 import similarity_pb2, similarity_pb2_grpc
 
 

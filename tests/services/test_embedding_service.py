@@ -15,7 +15,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from server.engines.embedding import BatcherConfig, DynamicBatcher, EmbedderSettings, load_embedder
+from server.engines.embedding import BatcherConfig, DynamicBatcher
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
@@ -24,6 +24,7 @@ from training.embedder import cached_export, cached_reference, cosine_per_row, d
 from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
 from vectoros.core.deals import DealRecord
+from vectoros.core.embedder import EmbedderSettings, load_embedder
 from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 LONG = deal_like_texts(1, seed=41, min_words=450, max_words=450)[0]

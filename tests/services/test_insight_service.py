@@ -23,7 +23,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.config import ServerConfig
-from server.engines.embedding import load_embedder
 from server.engines.insight import InsightRuntime
 from server.engines.scoring import load_scorer
 from server.interceptors import ErrorAndLogInterceptor
@@ -39,6 +38,7 @@ from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
 from vectoros.core.deal_codec.proto import deal_to_proto, time_to_proto
 from vectoros.core.deals import DealRecord, Outcome
+from vectoros.core.embedder import load_embedder
 from vectoros.v1 import common_pb2, insight_pb2, insight_pb2_grpc, similarity_pb2, similarity_pb2_grpc
 
 on_session_loop = pytest.mark.asyncio(loop_scope="session")

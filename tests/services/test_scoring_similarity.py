@@ -11,14 +11,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from server.engines.embedding import load_embedder
 from server.engines.neighbours import SimilarNeighbours
 from server.engines.scoring import load_scorer
-from server.engines.similarity import SimilarityEngine
+from server.engines.similarity import RegistryEmbedders, SimilarityEngine
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.services.scoring import ScoringServicer
-from server.services.similarity import RegistryEmbedders
 from server.stores import open_store
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
@@ -29,6 +27,7 @@ from training.synth import DATE_COLUMNS, synth_deals
 from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.core.deal_text import deal_to_text
 from vectoros.core.deals import Outcome
+from vectoros.core.embedder import load_embedder
 from vectoros.core.similar_features import SIMILARITY_FEATURES, similarity_features
 from vectoros.v1 import scoring_pb2
 

@@ -12,12 +12,12 @@ import grpc
 import pytest
 
 from server.config import ServerConfig
-from server.engines.embedding import load_embedder
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.services.similarity import add_similarity_service
 from training import embedder as embedder_export
+from vectoros.core.embedder import load_embedder
 from vectoros.v1 import common_pb2, similarity_pb2, similarity_pb2_grpc
 
 # The servers are fixtures on the session loop; the tests must run on it too.

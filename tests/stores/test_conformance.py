@@ -234,6 +234,33 @@ def test_filters_match_brute_force(shared, deal_filter):
     assert [h.point.point_id for h in hits] == data.expected("initech", query, 20, mask)
 
 
+def test_a_payload_selection_reads_only_those_keys(shared):
+    # The same hits as with the whole payload; each carries the workspace and the
+    # deal id (the isolation checks read them) and the keys asked for, nothing else.
+    data, collection = shared
+    closed = DealFilter(outcomes=("won", "lost"))
+    query = data.vectors[5]
+    whole = collection.search("acme", query, limit=10, deal_filter=closed, exclude_point_ids=[data.ids[0]])
+    some = collection.search(
+        "acme", query, limit=10, deal_filter=closed, exclude_point_ids=[data.ids[0]], payload_keys=(OUTCOME,)
+    )
+    assert [h.point.point_id for h in some] == [h.point.point_id for h in whole]
+    assert [h.point.point_id for h in some] == data.expected("acme", query, 10, np.isin(data.outcome, ("won", "lost")))
+    np.testing.assert_allclose([h.score for h in some], [h.score for h in whole], atol=1e-6)
+    for hit in some:
+        i = list(data.ids).index(hit.point.point_id)
+        assert hit.point.payload == {WORKSPACE: "acme", DEAL_ID: str(data.deal[i]), OUTCOME: str(data.outcome[i])}
+
+    got = collection.retrieve("acme", [data.ids[0], data.ids[3], data.ids[1]], with_vectors=True, payload_keys=())
+    assert {p.point_id for p in got} == {data.ids[0], data.ids[3]}  # data.ids[1] is globex's
+    for point in got:
+        i = list(data.ids).index(point.point_id)
+        assert point.payload == {WORKSPACE: "acme", DEAL_ID: str(data.deal[i])}
+        np.testing.assert_allclose(point.vector, data.vectors[i], atol=1e-6)
+    (whole_point,) = collection.retrieve("acme", [data.ids[0]], payload_keys=None)
+    assert whole_point.payload == data.point(0).payload
+
+
 def test_value_bounds_are_inclusive(shared):
     data, collection = shared
     value = float(data.value[4])

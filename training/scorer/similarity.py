@@ -33,7 +33,7 @@ from vectoros.core.similar_features import (
 def load_embedder_dir(directory: str | Path):
     """The embedder (`server.engines.embedding.EmbedderModel`) of an artifact folder
     or a published version folder, at its default precision."""
-    from server.engines.embedding import load_embedder
+    from vectoros.core.embedder import load_embedder
     from vectoros.core.manifest import Manifest, ManifestError
 
     try:

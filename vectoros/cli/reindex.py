@@ -29,11 +29,11 @@ from pathlib import Path
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from server.engines.embedding import EmbedderSettings, load_embedder
     from server.engines.similarity import EMBEDDER, reindex
     from server.models.registry import ModelRegistry
     from server.stores import open_store
     from server.stores.base import StoreError
+    from vectoros.core.embedder import EmbedderSettings, load_embedder
     from vectoros.core.errors import VectorOSError
 
     registry = ModelRegistry(

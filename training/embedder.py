@@ -479,13 +479,13 @@ def _cache_key() -> str:
 def export_source_files() -> list[Path]:
     """The sources outside this module that shape an export: every module of the
     embedder artifact package (its model measures fidelity and speed, its spec
-    check passes the manifest) and the manifest module (golden outputs,
+    check passes the manifest) and of the manifest package (golden outputs,
     signatures, checksums), in a fixed order."""
     from vectoros.core import embedder as artifact
     from vectoros.core import manifest
 
-    package = Path(artifact.__file__).parent
-    return [*sorted(package.rglob("*.py")), Path(manifest.__file__)]
+    packages = (Path(artifact.__file__).parent, Path(manifest.__file__).parent)
+    return [path for package in packages for path in sorted(package.rglob("*.py"))]
 
 
 def cached_export(root: Path | None = None, *, log=print) -> Path:

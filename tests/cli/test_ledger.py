@@ -48,6 +48,7 @@ async def seeded(running) -> None:
     ))
 
 
+@pytest.mark.slow  # serves a trained scorer
 @on_session_loop
 async def test_export_and_quality_command_lines(running, seeded, tmp_path):
     parser = argparse.ArgumentParser()

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from server.engines.similarity import Query, SimilarityEngine
 from server.stores.edge import EdgeStore
 from vectoros.core.deals import DealRecord, Outcome
+
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
 
 
 def deals(count: int) -> list[DealRecord]:

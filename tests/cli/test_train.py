@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
+
 from training.examples.crm_opportunities import write_csv as write_crm
 from training.records import read_deals
 from vectoros.cli.train import add_parser
 from vectoros.core.deals import Outcome
 from vectoros.core.manifest import Manifest
+
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
 
 
 def parser() -> argparse.ArgumentParser:

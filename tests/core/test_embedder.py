@@ -22,6 +22,8 @@ from vectoros.core.embedder import (
 from vectoros.core.errors import InvalidInput
 from vectoros.core.manifest import Manifest, ManifestError
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 LONG = deal_like_texts(1, seed=11, min_words=500, max_words=500)[0]
 MIXED = ["", "renewal", "Müller GmbH – Pilot in Zürich, Budget freigegeben", LONG, *deal_like_texts(12, seed=12)]
 

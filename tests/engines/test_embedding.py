@@ -15,6 +15,8 @@ from vectoros.core.embedder import EmbedderSettings, load_embedder
 from vectoros.core.errors import Overloaded, Unavailable
 from vectoros.core.manifest import Manifest
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 
 @pytest.fixture(scope="module")
 def artifact() -> Path:

@@ -4,7 +4,6 @@ tested in tests/cli/test_reindex.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -14,47 +13,13 @@ from server.engines.similarity import Query, SimilarityEngine, reindex
 from server.stores.base import RECORD
 from server.stores.edge import EdgeStore
 from server.stores.remote import RemoteStore
+from tests.support.fakes import Embedders, HashEmbedder
 from vectoros.core.deal_codec.payload import record_from_json
 from vectoros.core.deal_text import deal_to_text
 from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.errors import FailedPrecondition
 
 DIM = 16
-
-
-class RandomTextEmbedder:
-    """A unit vector per (version, text), seeded by its hash."""
-
-    name = "embedder"
-
-    def __init__(self, version: int) -> None:
-        self.version = version
-        self.dimension = DIM
-        self.texts: list[str] = []
-
-    def vector(self, text: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(f"{self.version}:{text}".encode()).digest()[:8], "big")
-        vector = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-        return vector / np.linalg.norm(vector)
-
-    def embed_sync(self, texts):
-        self.texts.extend(texts)
-        return np.stack([self.vector(text) for text in texts])
-
-    async def embed(self, texts):
-        return self.embed_sync(texts)
-
-
-class Loaded:
-    def __init__(self, *embedders) -> None:
-        self.by_version = {e.version: e for e in embedders}
-        self.production = embedders[-1]
-
-    def current(self):
-        return self.production
-
-    def version(self, version):
-        return self.by_version.get(version)
 
 
 def deals(count: int) -> list[DealRecord]:
@@ -72,7 +37,7 @@ def store(request, tmp_path):
 
 
 async def _fill(store, v1, count=50):
-    engine = SimilarityEngine(store, Loaded(v1))
+    engine = SimilarityEngine(store, Embedders(v1))
     engine.open()
     await engine.upsert("acme", deals(count))
     await engine.upsert("globex", deals(count // 2))
@@ -80,14 +45,14 @@ async def _fill(store, v1, count=50):
 
 
 async def test_reindex_re_embeds_everything_and_completes_last(store):
-    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
+    v1, v2 = HashEmbedder(1, DIM), HashEmbedder(2, DIM)
     await _fill(store, v1)
     seen = []
 
     def progress(done, total):
         seen.append((done, total))
         if isinstance(store, RemoteStore):  # the Edge source is locked while it is read
-            engine = SimilarityEngine(store, Loaded(v1, v2))
+            engine = SimilarityEngine(store, Embedders(v1, v2))
             engine.open()
             assert engine.serving()[1].version == 1  # v2 is not complete yet
             engine.close()
@@ -97,7 +62,7 @@ async def test_reindex_re_embeds_everything_and_completes_last(store):
     assert seen[-1] == (75, 75) and len(seen) == 4
     assert {c.name: c.complete for c in store.list_collections()} == {"embedder-v1": True, "embedder-v2": True}
 
-    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine = SimilarityEngine(store, Embedders(v1, v2))
     engine.open()
     assert engine.serving()[1].version == 2
     found = await engine.find("acme", Query(deal_id="d3"), top_k=100)
@@ -117,7 +82,7 @@ async def test_reindex_re_embeds_everything_and_completes_last(store):
 
 async def test_an_interrupted_reindex_resumes(tmp_path):
     store = EdgeStore(tmp_path)
-    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
+    v1, v2 = HashEmbedder(1, DIM), HashEmbedder(2, DIM)
     await _fill(store, v1)
 
     def stop_after_two_batches(done, total):
@@ -127,12 +92,12 @@ async def test_an_interrupted_reindex_resumes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         reindex(store, 2, DIM, v2.embed_sync, batch_size=20, progress=stop_after_two_batches)
     assert {c.name: c.complete for c in store.list_collections()} == {"embedder-v1": True, "embedder-v2": False}
-    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine = SimilarityEngine(store, Embedders(v1, v2))
     engine.open()
     assert engine.serving()[1].version == 1
     engine.close()
 
-    v2.texts.clear()
+    v2.embedded.clear()
     result = reindex(store, 2, DIM, v2.embed_sync, batch_size=20)
     assert (result.embedded, result.total) == (35, 75)
     collection = store.open_collection("embedder-v2")
@@ -147,4 +112,4 @@ async def test_reindex_refuses_a_dimension_mismatch(tmp_path):
     store = EdgeStore(tmp_path)
     store.create_collection("embedder", 2, DIM + 1).close()
     with pytest.raises(FailedPrecondition, match="dimensional"):
-        reindex(store, 2, DIM, RandomTextEmbedder(2).embed_sync)
+        reindex(store, 2, DIM, HashEmbedder(2, DIM).embed_sync)

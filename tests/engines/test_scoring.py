@@ -16,6 +16,8 @@ from vectoros.core.deals import DealRecord
 from vectoros.core.features import featurize
 from vectoros.core.manifest import Manifest, ManifestError
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 FAST = TrainConfig(grid=({"max_depth": 4, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=200,
                    progress=False)
 

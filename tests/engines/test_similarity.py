@@ -6,7 +6,6 @@ what the model thinks is similar (the servicer tests use the real model)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -23,6 +22,7 @@ from server.engines.similarity import (
 from server.stores.base import DealFilter
 from server.stores.edge import EdgeStore
 from server.stores.remote import RemoteStore
+from tests.support.fakes import Embedders, HashEmbedder
 from vectoros.core.deal_codec.payload import record_from_json, record_to_json
 from vectoros.core.deal_text import deal_to_text
 from vectoros.core.deals import DealRecord, Outcome, StageChange
@@ -31,42 +31,6 @@ from vectoros.core.errors import FailedPrecondition, InvalidInput, NotFound, Una
 DIM = 24
 INDUSTRIES = ("software", "retail", "health")
 STAGES = ("discovery", "proposal", "negotiation")
-
-
-class RandomTextEmbedder:
-    """A unit vector per distinct text (seeded by its hash); counts texts embedded."""
-
-    name = "embedder"
-
-    def __init__(self, version: int = 1, dimension: int = DIM) -> None:
-        self.version = version
-        self.dimension = dimension
-        self.embedded: list[str] = []
-
-    def vector(self, text: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(f"{self.version}:{text}".encode()).digest()[:8], "big")
-        vector = np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)
-        return vector / np.linalg.norm(vector)
-
-    async def embed(self, texts):
-        self.embedded.extend(texts)
-        return np.stack([self.vector(text) for text in texts]) if texts else np.empty((0, self.dimension), np.float32)
-
-
-class Loaded:
-    """The embedder versions "loaded": `production` is current."""
-
-    def __init__(self, *embedders: RandomTextEmbedder) -> None:
-        self.by_version = {e.version: e for e in embedders}
-        self.production = embedders[-1] if embedders else None
-
-    def current(self):
-        if self.production is None:
-            raise Unavailable("model 'embedder' is not serving: not loaded yet")
-        return self.production
-
-    def version(self, version: int):
-        return self.by_version.get(version)
 
 
 def deal(i: int, workspace: str = "", **changes) -> DealRecord:
@@ -95,12 +59,12 @@ def store(request, tmp_path):
 
 @pytest.fixture
 def embedder():
-    return RandomTextEmbedder(1)
+    return HashEmbedder(1, DIM)
 
 
 @pytest.fixture
 def engine(store, embedder):
-    made = SimilarityEngine(store, Loaded(embedder))
+    made = SimilarityEngine(store, Embedders(embedder))
     made.open()
     yield made
     made.close()
@@ -387,14 +351,14 @@ def test_record_round_trips_through_the_payload():
 
 async def test_serves_the_newest_complete_collection_with_a_loaded_embedder(tmp_path):
     store = EdgeStore(tmp_path)
-    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
-    engine = SimilarityEngine(store, Loaded(v1))
+    v1, v2 = HashEmbedder(1, DIM), HashEmbedder(2, DIM)
+    engine = SimilarityEngine(store, Embedders(v1))
     engine.open()
     await engine.upsert("acme", [deal(i) for i in range(5)])
     engine.close()
 
     # v2 is production, v1 still loaded: v1's collection serves until v2's is complete.
-    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine = SimilarityEngine(store, Embedders(v1, v2))
     engine.open()
     assert (await engine.stats("acme")).embedder.version == 1
     assert (await engine.upsert("acme", [deal(9)])).embedder.version == 1
@@ -402,7 +366,7 @@ async def test_serves_the_newest_complete_collection_with_a_loaded_embedder(tmp_
     engine.close()
 
     # Only v2 loaded and no v2 collection: unavailable, not a search with the wrong model.
-    engine = SimilarityEngine(store, Loaded(v2))
+    engine = SimilarityEngine(store, Embedders(v2))
     engine.open()
     with pytest.raises(Unavailable, match="reindex"):
         await engine.stats("acme")
@@ -410,7 +374,7 @@ async def test_serves_the_newest_complete_collection_with_a_loaded_embedder(tmp_
     building = store.create_collection("embedder", 2, DIM)
     building.close()
     engine.close()
-    engine = SimilarityEngine(store, Loaded(v1, v2))
+    engine = SimilarityEngine(store, Embedders(v1, v2))
     engine.open()
     assert (await engine.stats("acme")).embedder.version == 1
     store.mark_complete("embedder-v2")
@@ -421,10 +385,10 @@ async def test_serves_the_newest_complete_collection_with_a_loaded_embedder(tmp_
 
 async def test_dimension_mismatch_is_refused(tmp_path):
     store = EdgeStore(tmp_path)
-    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1, dimension=DIM)))
+    engine = SimilarityEngine(store, Embedders(HashEmbedder(1, DIM)))
     engine.open()
     engine.close()
-    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1, dimension=DIM + 8)))
+    engine = SimilarityEngine(store, Embedders(HashEmbedder(1, DIM + 8)))
     engine.open()
     with pytest.raises(FailedPrecondition, match="dimensional"):
         await engine.upsert("acme", [deal(0)])
@@ -435,8 +399,8 @@ async def test_rebuild_indexes_a_copy_while_writes_go_on(tmp_path):
     from server.stores.edge import optimize_elsewhere
 
     store = EdgeStore(tmp_path)
-    embedder = RandomTextEmbedder(1)
-    engine = SimilarityEngine(store, Loaded(embedder))
+    embedder = HashEmbedder(1, DIM)
+    engine = SimilarityEngine(store, Embedders(embedder))
     engine.open()
     await engine.upsert("acme", [deal(i) for i in range(200)])
     await engine.upsert("globex", [deal(i) for i in range(50)])
@@ -465,7 +429,7 @@ async def test_rebuild_indexes_a_copy_while_writes_go_on(tmp_path):
     assert [c.name for c in store.list_collections()] == ["embedder-v1-g1"]
     engine.close()
 
-    engine = SimilarityEngine(EdgeStore(tmp_path), Loaded(embedder))
+    engine = SimilarityEngine(EdgeStore(tmp_path), Embedders(embedder))
     engine.open()
     assert engine.serving()[0].name == "embedder-v1-g1"
     assert (await engine.stats("acme")).total == 200
@@ -475,14 +439,14 @@ async def test_rebuild_indexes_a_copy_while_writes_go_on(tmp_path):
 @pytest.mark.parametrize("later_complete", [False, True])
 async def test_open_drops_what_an_interrupted_rebuild_left(tmp_path, later_complete):
     store = EdgeStore(tmp_path)
-    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1)))
+    engine = SimilarityEngine(store, Embedders(HashEmbedder(1, DIM)))
     engine.open()
     await engine.upsert("acme", [deal(i) for i in range(3)])
     engine.close()
     store.create_collection("embedder", 1, DIM, generation=1).close()
     if later_complete:
         store.mark_complete("embedder-v1-g1")
-    engine = SimilarityEngine(store, Loaded(RandomTextEmbedder(1)))
+    engine = SimilarityEngine(store, Embedders(HashEmbedder(1, DIM)))
     engine.open()
     survivor = "embedder-v1-g1" if later_complete else "embedder-v1"
     assert [c.name for c in store.list_collections()] == [survivor]
@@ -494,8 +458,8 @@ async def test_reindex_inside_the_server_while_writes_go_on(tmp_path):
     from server.stores.edge import optimize_elsewhere
 
     store = EdgeStore(tmp_path)
-    v1, v2 = RandomTextEmbedder(1), RandomTextEmbedder(2)
-    engine = SimilarityEngine(store, Loaded(v1, v2))
+    v1, v2 = HashEmbedder(1, DIM), HashEmbedder(2, DIM)
+    engine = SimilarityEngine(store, Embedders(v1, v2))
     store.create_collection("embedder", 1, DIM).close()
     store.mark_complete("embedder-v1")
     engine.open()

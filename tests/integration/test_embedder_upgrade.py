@@ -22,6 +22,8 @@ from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.embedder import load_embedder
 from vectoros.v1 import similarity_pb2, similarity_pb2_grpc
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 
 def deals(count: int) -> list[DealRecord]:
     return [

@@ -19,6 +19,8 @@ from training.synth import DATE_COLUMNS, synth_deals
 from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.v1 import scoring_pb2, scoring_pb2_grpc
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 FAST = TrainConfig(
     grid=({"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=100, progress=False
 )

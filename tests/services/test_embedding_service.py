@@ -27,6 +27,8 @@ from vectoros.core.deals import DealRecord
 from vectoros.core.embedder import EmbedderSettings, load_embedder
 from vectoros.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 LONG = deal_like_texts(1, seed=41, min_words=450, max_words=450)[0]
 TEXTS = ["", "Expansion at Hooli, security review pending", "Zürich: Verlängerung um 3 Jahre", LONG,
          *deal_like_texts(8, seed=42)]

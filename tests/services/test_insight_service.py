@@ -41,6 +41,8 @@ from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.embedder import load_embedder
 from vectoros.v1 import common_pb2, insight_pb2, insight_pb2_grpc, similarity_pb2, similarity_pb2_grpc
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 TINY = TrainConfig(folds=2, grid=({"max_depth": 3, "learning_rate": 0.2, "min_child_weight": 1},), max_trees=40,
                    progress=False, golden_rows=4)

@@ -24,6 +24,8 @@ from vectoros.core.deal_codec.proto import deal_to_proto
 from vectoros.core.manifest import Manifest
 from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 FAST = TrainConfig(grid=({"max_depth": 4, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=200,
                    progress=False)
 

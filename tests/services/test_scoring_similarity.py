@@ -28,6 +28,8 @@ from vectoros.core.embedder import load_embedder
 from vectoros.core.similar_features import SIMILARITY_FEATURES, similarity_features
 from vectoros.v1 import scoring_pb2
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 FAST = TrainConfig(grid=({"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=200,
                    folds=3, progress=False)
 WORKSPACE = "ws-synth"

@@ -20,6 +20,8 @@ from training import embedder as embedder_export
 from vectoros.core.embedder import load_embedder
 from vectoros.v1 import common_pb2, similarity_pb2, similarity_pb2_grpc
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 # The servers are fixtures on the session loop; the tests must run on it too.
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 WON, LOST, OPEN = common_pb2.DEAL_OUTCOME_WON, common_pb2.DEAL_OUTCOME_LOST, common_pb2.DEAL_OUTCOME_OPEN

@@ -16,6 +16,8 @@ from server.models.repository import ModelRepository
 from training import embedder
 from vectoros.core.manifest import Manifest, run_golden, verify_files
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 
 @pytest.fixture(scope="module")
 def artifact() -> Path:

@@ -13,6 +13,8 @@ from training.scorer import TrainConfig, TrainingError, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
 from vectoros.core.manifest import Manifest, run_golden, verify_files
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 FAST = TrainConfig(grid=({"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1},), max_trees=300,
                    progress=False)
 

@@ -20,6 +20,8 @@ from vectoros.core.deals import Outcome
 from vectoros.core.manifest import Manifest, run_golden
 from vectoros.core.similar_features import SIMILARITY_FEATURES, features_from_matches
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -1,5 +1,6 @@
 """The `vectoros` command: `main` and `build_parser` here, one module per command family: `serve`, `train` (synth, train
-scorer|embedder), `models` (publish, models ...), `reindex`, `ledger` (export, monitor, quality).
+scorer|embedder), `models` (publish, models ...), `reindex`, `ledger` (export, monitor, quality),
+`tokens` (create, list, revoke).
 
 Subcommands import their heavy dependencies only when run, so `vectoros serve`
 and `vectoros --help` never load torch, xgboost, sentence-transformers or
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from vectoros import __version__
-from vectoros.cli import ledger, models, reindex, serve, train
+from vectoros.cli import ledger, models, reindex, serve, tokens, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(commands)
     reindex.add_parser(commands)
     ledger.add_parser(commands)
+    tokens.add_parser(commands)
     return parser
 
 

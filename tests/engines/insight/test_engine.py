@@ -7,7 +7,6 @@ the history index, the cache and the ledger, not about what is similar."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from server.ledger import Ledger
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.stores.edge import EdgeStore
+from tests.support.fakes import Embedders, HashEmbedder
 from training.records import write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
@@ -40,38 +40,11 @@ from vectoros.core.deal_text import deal_to_text
 from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.errors import InvalidInput, NotFound
 
+pytestmark = pytest.mark.slow  # builds real models (XGBoost training or the embedder export)
+
 DIM = 32
 TINY = TrainConfig(folds=2, grid=({"max_depth": 3, "learning_rate": 0.2, "min_child_weight": 1},), max_trees=40,
                    progress=False, golden_rows=4)
-
-
-class HashEmbedder:
-    name = "embedder"
-    version = 1
-    dimension = DIM
-
-    def __init__(self) -> None:
-        self.embedded: list[str] = []
-
-    def vector(self, text: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-        vector = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-        return vector / np.linalg.norm(vector)
-
-    async def embed(self, texts):
-        self.embedded.extend(texts)
-        return np.stack([self.vector(t) for t in texts])
-
-
-class Embedders:
-    def __init__(self, embedder) -> None:
-        self.embedder = embedder
-
-    def current(self):
-        return self.embedder
-
-    def version(self, version):
-        return self.embedder if version == self.embedder.version else None
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +61,7 @@ def registry(tmp_path_factory):
 @pytest.fixture
 def parts(tmp_path, registry):
     store = EdgeStore(tmp_path / "vectors")
-    embedder = HashEmbedder()
+    embedder = HashEmbedder(1, DIM, salted=False)
     similarity = SimilarityEngine(store, Embedders(embedder))
     similarity.open()
     ledger = Ledger.in_dir(tmp_path)

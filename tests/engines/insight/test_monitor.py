@@ -4,7 +4,6 @@ and ledger (`vectoros monitor` itself: tests/cli/test_ledger.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +22,7 @@ from server.engines.similarity import SimilarityEngine
 from server.ledger import Ledger, ScanState
 from server.models.registry import ModelRegistry
 from server.stores.edge import EdgeStore
+from tests.support.fakes import Embedders, HashEmbedder
 from vectoros.core.deals import DealRecord, Outcome, StageChange
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
@@ -136,30 +136,10 @@ def test_dedup_keys_follow_the_condition():
                                                  key=list(Priority).index)
 
 
-class HashEmbedder:
-    name, version, dimension = "embedder", 1, 16
-
-    async def embed(self, texts):
-        rows = []
-        for text in texts:
-            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-            vector = np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)
-            rows.append(vector / np.linalg.norm(vector))
-        return np.stack(rows)
-
-
-class Embedders:
-    def current(self):
-        return HashEmbedder()
-
-    def version(self, version):
-        return HashEmbedder() if version == 1 else None
-
-
 @pytest.fixture
 def monitor_parts(tmp_path):
     store = EdgeStore(tmp_path / "vectors")
-    similarity = SimilarityEngine(store, Embedders())
+    similarity = SimilarityEngine(store, Embedders(HashEmbedder(1, 16, salted=False)))
     similarity.open()
     ledger = Ledger.in_dir(tmp_path / "server")
     history = HistoryIndex(similarity)

@@ -28,220 +28,29 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+
+from server.ledger.migrations import MIGRATIONS, migration_statements
+from server.ledger.rows import (
+    SET_COLUMNS,
+    AlertRow,
+    FeedbackRow,
+    InsightSetRow,
+    LedgerError,
+    OutcomeRow,
+    QualityRow,
+    ScanState,
+    from_seconds,
+    set_from_row,
+    to_seconds,
+)
 
 LEDGER_FILE = "ledger.sqlite"
 RATINGS = ("helpful", "not_helpful", "incorrect")
 CLOSED_OUTCOMES = ("won", "lost")
-
-# (version, statements). Append only: a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (
-        1,
-        """
-        CREATE TABLE insight_sets (
-            id TEXT PRIMARY KEY,
-            workspace_id TEXT NOT NULL,
-            deal_id TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            generator TEXT NOT NULL,
-            requested_generator TEXT NOT NULL,
-            fallback_reason TEXT NOT NULL,
-            scorer_name TEXT NOT NULL,
-            scorer_version INTEGER NOT NULL,
-            embedder_name TEXT NOT NULL,
-            embedder_version INTEGER NOT NULL,
-            context_key TEXT,
-            win_probability REAL NOT NULL,
-            model_win_probability REAL NOT NULL,
-            reasoning TEXT NOT NULL,
-            input_tokens INTEGER NOT NULL,
-            output_tokens INTEGER NOT NULL,
-            latency_ms REAL NOT NULL,
-            deal_json TEXT NOT NULL,
-            context_json TEXT NOT NULL,
-            insights_json TEXT NOT NULL
-        );
-        CREATE INDEX insight_sets_by_deal ON insight_sets (workspace_id, deal_id, created_at);
-        CREATE INDEX insight_sets_by_key ON insight_sets (workspace_id, context_key, created_at);
-        CREATE INDEX insight_sets_by_time ON insight_sets (workspace_id, created_at);
-
-        CREATE TABLE feedback (
-            id TEXT PRIMARY KEY,
-            workspace_id TEXT NOT NULL,
-            insight_set_id TEXT NOT NULL REFERENCES insight_sets (id),
-            insight_id TEXT NOT NULL,
-            rating TEXT NOT NULL CHECK (rating IN ('helpful', 'not_helpful', 'incorrect')),
-            acted_on INTEGER NOT NULL,
-            comment TEXT NOT NULL,
-            idempotency_key TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            UNIQUE (workspace_id, idempotency_key)
-        );
-        CREATE INDEX feedback_by_set ON feedback (insight_set_id);
-
-        CREATE TABLE outcomes (
-            workspace_id TEXT NOT NULL,
-            deal_id TEXT NOT NULL,
-            outcome TEXT NOT NULL CHECK (outcome IN ('won', 'lost')),
-            closed_at REAL,
-            final_value REAL NOT NULL,
-            recorded_at REAL NOT NULL,
-            PRIMARY KEY (workspace_id, deal_id)
-        );
-
-        CREATE TABLE alerts (
-            workspace_id TEXT NOT NULL,
-            dedup_key TEXT NOT NULL,
-            deal_id TEXT NOT NULL,
-            rule TEXT NOT NULL,
-            priority TEXT NOT NULL,
-            title TEXT NOT NULL,
-            description TEXT NOT NULL,
-            evidence_json TEXT NOT NULL,
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            notified_at REAL,
-            PRIMARY KEY (workspace_id, dedup_key)
-        );
-
-        CREATE TABLE deal_scans (
-            workspace_id TEXT NOT NULL,
-            deal_id TEXT NOT NULL,
-            scanned_at REAL NOT NULL,
-            rep_probability REAL,
-            expected_close_at REAL,
-            win_probability REAL,
-            scorer_version INTEGER,
-            PRIMARY KEY (workspace_id, deal_id)
-        );
-        """,
-    ),
-)
-
-
-class LedgerError(RuntimeError):
-    """The ledger file cannot be used (for example written by a newer server)."""
-
-
-def _ts(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
-
-
-def _dt(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
-
-
-# --- rows -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InsightSetRow:
-    """One stored insight set. `deal_json`, `context_json` and `insights_json` are
-    JSON text written by the insight engine; the ledger does not interpret them."""
-
-    id: str
-    workspace_id: str
-    deal_id: str
-    created_at: datetime
-    generator: str
-    requested_generator: str
-    fallback_reason: str
-    scorer_name: str
-    scorer_version: int
-    embedder_name: str
-    embedder_version: int
-    context_key: str | None
-    win_probability: float
-    model_win_probability: float
-    reasoning: str
-    input_tokens: int
-    output_tokens: int
-    latency_ms: float
-    deal_json: str
-    context_json: str
-    insights_json: str
-
-
-_SET_COLUMNS = tuple(InsightSetRow.__dataclass_fields__)
-
-
-def _set_from_row(row: sqlite3.Row) -> InsightSetRow:
-    values = dict(zip(_SET_COLUMNS, row, strict=True))
-    values["created_at"] = _dt(values["created_at"])
-    return InsightSetRow(**values)
-
-
-@dataclass(frozen=True)
-class FeedbackRow:
-    id: str
-    insight_set_id: str
-    insight_id: str
-    rating: str
-    acted_on: bool
-    comment: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class OutcomeRow:
-    deal_id: str
-    outcome: str
-    closed_at: datetime | None
-    final_value: float
-    recorded_at: datetime
-
-
-@dataclass(frozen=True)
-class ScanState:
-    """What a deal looked like at its last scan (for rules that compare)."""
-
-    scanned_at: datetime
-    rep_probability: float | None
-    expected_close_at: datetime | None
-    win_probability: float | None
-    scorer_version: int | None
-
-
-@dataclass(frozen=True)
-class AlertRow:
-    dedup_key: str
-    deal_id: str
-    rule: str
-    priority: str
-    title: str
-    description: str
-    evidence: dict[str, float]
-    first_seen: datetime
-    last_seen: datetime
-    notified_at: datetime | None
-
-
-@dataclass(frozen=True)
-class QualityRow:
-    """Quality of one (generator, scorer version) pair.
-
-    `helpful_rate`: helpful ratings / all ratings. `action_rate`: feedback with
-    acted_on / all feedback. `brier`: mean of (win probability shown - outcome)^2
-    over insight sets whose deal has a recorded outcome (won = 1). None when there
-    is nothing to average."""
-
-    generator: str
-    scorer_version: int
-    insight_sets: int
-    feedback: int
-    helpful_rate: float | None
-    action_rate: float | None
-    outcomes: int
-    brier: float | None
-
-
-# --- the ledger -------------------------------------------------------------------------
 
 
 class Ledger:
@@ -295,7 +104,7 @@ class Ledger:
                 if self._db.execute("PRAGMA user_version").fetchone()[0] >= version:
                     self._db.execute("ROLLBACK")
                     continue
-                for statement in _statements(script):
+                for statement in migration_statements(script):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {int(version)}")
                 self._db.execute("COMMIT")
@@ -331,41 +140,41 @@ class Ledger:
     # --- insight sets ---
 
     def add_insight_set(self, row: InsightSetRow) -> None:
-        values = [getattr(row, name) for name in _SET_COLUMNS]
-        values[_SET_COLUMNS.index("created_at")] = row.created_at.timestamp()
-        placeholders = ", ".join("?" * len(_SET_COLUMNS))
+        values = [getattr(row, name) for name in SET_COLUMNS]
+        values[SET_COLUMNS.index("created_at")] = row.created_at.timestamp()
+        placeholders = ", ".join("?" * len(SET_COLUMNS))
         self._write(
             lambda db: db.execute(
-                f"INSERT INTO insight_sets ({', '.join(_SET_COLUMNS)}) VALUES ({placeholders})", values
+                f"INSERT INTO insight_sets ({', '.join(SET_COLUMNS)}) VALUES ({placeholders})", values
             )
         )
 
     def insight_set(self, workspace_id: str, insight_set_id: str) -> InsightSetRow | None:
         rows = self._read(
-            f"SELECT {', '.join(_SET_COLUMNS)} FROM insight_sets WHERE workspace_id = ? AND id = ?",
+            f"SELECT {', '.join(SET_COLUMNS)} FROM insight_sets WHERE workspace_id = ? AND id = ?",
             (workspace_id, insight_set_id),
         )
-        return _set_from_row(rows[0]) if rows else None
+        return set_from_row(rows[0]) if rows else None
 
     def cached_insight_set(self, workspace_id: str, context_key: str, not_before: datetime) -> InsightSetRow | None:
         """The newest set stored under `context_key` at or after `not_before`."""
         rows = self._read(
-            f"SELECT {', '.join(_SET_COLUMNS)} FROM insight_sets "
+            f"SELECT {', '.join(SET_COLUMNS)} FROM insight_sets "
             "WHERE workspace_id = ? AND context_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
             (workspace_id, context_key, not_before.timestamp()),
         )
-        return _set_from_row(rows[0]) if rows else None
+        return set_from_row(rows[0]) if rows else None
 
     def latest_insight_set(
         self, workspace_id: str, deal_id: str, before: datetime | None = None
     ) -> InsightSetRow | None:
         """The deal's newest stored set (created before `before`, if given)."""
         rows = self._read(
-            f"SELECT {', '.join(_SET_COLUMNS)} FROM insight_sets WHERE workspace_id = ? AND deal_id = ? "
+            f"SELECT {', '.join(SET_COLUMNS)} FROM insight_sets WHERE workspace_id = ? AND deal_id = ? "
             "AND created_at < ? ORDER BY created_at DESC LIMIT 1",
             (workspace_id, deal_id, before.timestamp() if before else float("inf")),
         )
-        return _set_from_row(rows[0]) if rows else None
+        return set_from_row(rows[0]) if rows else None
 
     def insight_sets(
         self, workspace_id: str, since: datetime | None = None, batch: int = 500
@@ -373,8 +182,8 @@ class Ledger:
         """The workspace's sets created at or after `since`, oldest first, read `batch`
         at a time (the lock is not held between batches, so a long export does not
         stall writers)."""
-        columns = ", ".join(_SET_COLUMNS)
-        created = _SET_COLUMNS.index("created_at")
+        columns = ", ".join(SET_COLUMNS)
+        created = SET_COLUMNS.index("created_at")
         rows = self._read(
             f"SELECT {columns} FROM insight_sets WHERE workspace_id = ? AND created_at >= ? "
             "ORDER BY created_at, id LIMIT ?",
@@ -382,7 +191,7 @@ class Ledger:
         )
         while rows:
             for row in rows:
-                yield _set_from_row(row)
+                yield set_from_row(row)
             if len(rows) < batch:
                 return
             last_time, last_id = rows[-1][created], rows[-1][0]
@@ -442,7 +251,7 @@ class Ledger:
             )
             for row in rows:
                 found.setdefault(row[1], []).append(
-                    FeedbackRow(row[0], row[1], row[2], row[3], bool(row[4]), row[5], _dt(row[6]))
+                    FeedbackRow(row[0], row[1], row[2], row[3], bool(row[4]), row[5], from_seconds(row[6]))
                 )
         return found
 
@@ -457,7 +266,7 @@ class Ledger:
         correction)."""
         if outcome not in CLOSED_OUTCOMES:
             raise ValueError(f"outcome: must be one of {CLOSED_OUTCOMES}")
-        closed = _ts(closed_at)
+        closed = to_seconds(closed_at)
 
         def write(db: sqlite3.Connection) -> bool:
             found = db.execute(
@@ -483,7 +292,7 @@ class Ledger:
     def outcomes(self, workspace_id: str, deal_ids: Sequence[str]) -> dict[str, OutcomeRow]:
         rows = self._rows_by_deal("deal_id, outcome, closed_at, final_value, recorded_at", "outcomes",
                                   workspace_id, deal_ids)
-        return {row[0]: OutcomeRow(row[0], row[1], _dt(row[2]), row[3], _dt(row[4])) for row in rows}
+        return {row[0]: OutcomeRow(row[0], row[1], from_seconds(row[2]), row[3], from_seconds(row[4])) for row in rows}
 
     def _rows_by_deal(self, columns: str, table: str, workspace_id: str, deal_ids: Sequence[str]) -> list[tuple]:
         """`SELECT columns FROM table` for a workspace's deal ids, 500 ids per query
@@ -505,7 +314,7 @@ class Ledger:
             "deal_id, scanned_at, rep_probability, expected_close_at, win_probability, scorer_version",
             "deal_scans", workspace_id, deal_ids,
         )
-        return {row[0]: ScanState(_dt(row[1]), row[2], _dt(row[3]), row[4], row[5]) for row in rows}
+        return {row[0]: ScanState(from_seconds(row[1]), row[2], from_seconds(row[3]), row[4], row[5]) for row in rows}
 
     def save_scan(
         self,
@@ -524,8 +333,8 @@ class Ledger:
                 "rep_probability = excluded.rep_probability, expected_close_at = excluded.expected_close_at, "
                 "win_probability = excluded.win_probability, scorer_version = excluded.scorer_version",
                 [
-                    (workspace_id, deal_id, s.scanned_at.timestamp(), s.rep_probability, _ts(s.expected_close_at),
-                     s.win_probability, s.scorer_version)
+                    (workspace_id, deal_id, s.scanned_at.timestamp(), s.rep_probability,
+                     to_seconds(s.expected_close_at), s.win_probability, s.scorer_version)
                     for deal_id, s in states.items()
                 ],
             )
@@ -567,7 +376,8 @@ class Ledger:
             (workspace_id,),
         )
         return [
-            AlertRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), _dt(r[7]), _dt(r[8]), _dt(r[9]))
+            AlertRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), from_seconds(r[7]), from_seconds(r[8]),
+                     from_seconds(r[9]))
             for r in rows
         ]
 
@@ -627,13 +437,3 @@ def _upsert_alerts(db: sqlite3.Connection, workspace_id: str, alerts: Sequence[A
             for a in alerts
         ],
     )
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration script on semicolons (our scripts hold no semicolons in
-    literals); `executescript` would commit the open transaction first."""
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def now_utc() -> datetime:
-    return datetime.fromtimestamp(time.time(), tz=UTC)

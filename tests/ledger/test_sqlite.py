@@ -19,7 +19,7 @@ import pytest
 
 from server.ledger import MIGRATIONS, AlertRow, InsightSetRow, Ledger, LedgerError, ScanState
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 

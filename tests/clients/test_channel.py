@@ -10,10 +10,6 @@ import threading
 import time
 
 import pytest
-
-from tests.clients.sample import QUARTER, open_pipeline
-from tests.support.certs import make_certificates
-from tests.support.serverproc import start_server
 from vectoros_client import (
     TLS,
     Client,
@@ -26,6 +22,10 @@ from vectoros_client import (
 )
 from vectoros_client.channel import ChannelSettings, service_config
 from vectoros_client.v1 import embedding_pb2, forecast_pb2, insight_pb2, scoring_pb2, similarity_pb2
+
+from tests.clients.sample import QUARTER, open_pipeline
+from tests.support.certs import make_certificates
+from tests.support.serverproc import start_server
 
 SCORE = "/vectoros.v1.ScoringService/ScoreDeal"
 INSIGHTS = "/vectoros.v1.InsightService/GenerateInsights"

@@ -8,9 +8,6 @@ from datetime import datetime
 
 import grpc
 import pytest
-
-from tests.clients.conftest import FOREIGN
-from tests.clients.sample import QUARTER
 from vectoros_client import (
     ApiError,
     Client,
@@ -22,6 +19,9 @@ from vectoros_client import (
     Unimplemented,
 )
 from vectoros_client.v1 import forecast_pb2, scoring_pb2
+
+from tests.clients.conftest import FOREIGN
+from tests.clients.sample import QUARTER
 
 WORKSPACE = "py-errors"
 

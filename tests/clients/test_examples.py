@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from vectoros_client import Client
 
 from tests.clients.sample import history
-from vectoros_client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "clients" / "python" / "examples"

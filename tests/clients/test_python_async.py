@@ -9,8 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from tests.clients.sample import QUARTER, history, open_pipeline
 from vectoros_client import (
     AsyncClient,
     Client,
@@ -21,6 +19,8 @@ from vectoros_client import (
     Unimplemented,
 )
 from vectoros_client.v1 import scoring_pb2
+
+from tests.clients.sample import QUARTER, history, open_pipeline
 
 WORKSPACE = "py-async"
 on_session_loop = pytest.mark.asyncio(loop_scope="session")

@@ -9,13 +9,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-
-from tests.clients.sample import NOW, QUARTER, history, open_pipeline
 from vectoros_client import (
     Client,
+    DeadlineExceeded,
     Deal,
     DealChange,
-    DeadlineExceeded,
     ExportFormat,
     FeedbackRating,
     Outcome,
@@ -25,6 +23,8 @@ from vectoros_client import (
     SimulationOptions,
 )
 from vectoros_client.v1 import common_pb2, scoring_pb2
+
+from tests.clients.sample import NOW, QUARTER, history, open_pipeline
 
 WORKSPACE = "py-sync"
 

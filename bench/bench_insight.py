@@ -150,10 +150,8 @@ async def main(args: argparse.Namespace) -> dict:
     results["cached_engine"] = ms(await timed([lambda r=r: engine.generate(r) for r in fresh]))
 
     # Parts of the cold path, each on its own.
-    scorer = registry.select("scorer")
     parts = {}
-    parts["score_one_deal"] = ms(await timed([lambda r=r: asyncio.sleep(0, scorer.model.score([r], 8))
-                                              for r in fresh]))
+    parts["score_one_deal"] = ms(await timed([lambda r=r: engine.scoring.score([r], top_factors=8) for r in fresh]))
     # New ids with slightly different notes: not in the batcher's vector cache.
     unseen = [replace(r, notes=f"{r.notes} (v2)") for r in fresh]
     parts["find_by_deal_embeds"] = ms(await timed([
@@ -233,9 +231,9 @@ async def _context(engine: InsightEngine, record):
     """The context the engine builds for `record` (the same steps as `generate`)."""
     from server.engines.insight import InsightContext, ModelRef, ScoreFactor, ScoreView
 
-    loaded = engine.registry.select("scorer")
     history, stored = engine.history.lookup(WORKSPACE, record.deal_id)
-    (score,) = loaded.model.score([record], 8)
+    (scored,) = await engine.scoring.score([record], top_factors=8)
+    score, loaded = scored.result, scored.loaded
     similar, embedder = await engine._similar(record, stored)
     return InsightContext(
         deal=record, now=NOW,

@@ -23,7 +23,7 @@ from server.auth import TokenAuthority, TokenFileError
 from server.config import MIB, ServerConfig, is_loopback
 from server.engines.embedding import BatcherConfig, DynamicBatcher
 from server.engines.insight import InsightRuntime
-from server.engines.scoring import load_scorer
+from server.engines.scoring import ScoringEngine, load_scorer
 from server.engines.similarity.runtime import SimilarityRuntime
 from server.interceptors import CallPolicy, RpcInterceptor
 from server.metrics import Metrics
@@ -133,12 +133,14 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
     embedding = EmbeddingServicer(registry, batcher)
     add_embedding_service(embedding, server)
     similarity = await add_similarity_service(server, registry, config, batcher)
-    insight = await InsightRuntime.open(registry, config, similarity)
+    # One scoring path for ScoreDeal(s), GenerateInsights and ScanPipeline.
+    scoring = ScoringEngine(registry, similarity.engine)
+    insight = await InsightRuntime.open(registry, config, similarity, scoring)
     add_insight_service(server, insight)
     if similarity.opened():
         await asyncio.to_thread(insight.warm)  # workspace histories, before the first call
     forecast_pb2_grpc.add_ForecastServiceServicer_to_server(ForecastServicer(), server)
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(registry, similarity.engine), server)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(scoring), server)
 
     def serving() -> dict[str, bool]:
         return {

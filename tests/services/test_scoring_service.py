@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from server.engines.scoring import load_scorer
+from server.engines.scoring import ScoringEngine, load_scorer
 from server.interceptors import ErrorAndLogInterceptor
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
@@ -50,7 +50,7 @@ def registry(trained):
 @contextlib.asynccontextmanager
 async def scoring(registry):
     server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(registry), server)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(ScoringEngine(registry)), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

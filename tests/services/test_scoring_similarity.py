@@ -11,15 +11,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from server.engines.neighbours import SimilarNeighbours
-from server.engines.scoring import load_scorer
+from server.engines.scoring import ScoringEngine, SimilarNeighbours, load_scorer
 from server.engines.similarity import RegistryEmbedders, SimilarityEngine
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.services.scoring import ScoringServicer
 from server.stores import open_store
-
-# `tests/training` would shadow the `training` package (see tests/training/conftest.py).
 from training import embedder as embedder_export
 from training.records import write_deals
 from training.scorer import TrainConfig, train_scorer
@@ -90,13 +87,13 @@ async def test_stored_deal_gets_the_training_features_and_a_new_deal_gets_nan(se
 
     loaded = registry.select("scorer")
     neighbours = SimilarNeighbours(engine, registry)
-    got = await neighbours.features([known, unknown], loaded.model.similarity)
+    got = neighbours.session().features([known, unknown], loaded.model.similarity)
     expected = _expected(registry, known, stored)
     assert np.isfinite(expected).all()
     np.testing.assert_allclose(got[0], expected, atol=1e-4)
     assert np.isnan(got[1]).all()
 
-    servicer = ScoringServicer(registry, similarity=engine)
+    servicer = ScoringServicer(ScoringEngine(registry, engine))
     spec = loaded.model.spec
     for record, similar in ((known, got[:1]), (unknown, np.full((1, 2), np.nan))):
         request = scoring_pb2.ScoreDealRequest(deal=deal_to_proto(record), top_factors=50)
@@ -121,7 +118,7 @@ async def test_stored_deal_gets_the_training_features_and_a_new_deal_gets_nan(se
         assert _factors(score) == _factors(alone.score)
 
     # Without a similarity engine the features are missing and the deal still scores.
-    plain = await ScoringServicer(registry).ScoreDeal(
+    plain = await ScoringServicer(ScoringEngine(registry)).ScoreDeal(
         scoring_pb2.ScoreDealRequest(deal=deal_to_proto(known), top_factors=50), None
     )
     assert _factors(plain.score)["similar_mean_score"] == "missing"
@@ -132,10 +129,91 @@ async def test_another_embedder_than_the_trained_one_gives_nan(served):
     registry, engine, records = served
     await _stored(engine, records[:200])
     similarity = replace(registry.select("scorer").model.similarity, embedder_fingerprint="0" * 64)
-    got = await SimilarNeighbours(engine, registry).features(records[:3], similarity)
+    got = SimilarNeighbours(engine, registry).session().features(records[:3], similarity)
     assert np.isnan(got).all()
     # The deal's workspace decides where to look: another workspace has nothing.
-    other = await SimilarNeighbours(engine, registry).features(
+    other = SimilarNeighbours(engine, registry).session().features(
         [replace(records[0], workspace_id="elsewhere")], registry.select("scorer").model.similarity
     )
     assert all(math.isnan(v) for v in other[0])
+
+
+async def test_every_rpc_gives_a_deal_the_same_probability(served, tmp_path):
+    """ScoreDeal, ScoreDeals, GenerateInsights and ScanPipeline all score through
+    the one ScoringEngine, similarity features included."""
+    from server.engines.insight import HistoryIndex, InsightEngine
+    from server.engines.insight.monitor import PipelineMonitor
+    from server.engines.insight.rules import RulesGenerator
+    from server.ledger import Ledger
+
+    registry, engine, records = served
+    await _stored(engine, records)
+    known = next(r for r in records if r.outcome is Outcome.OPEN)
+    scoring = ScoringEngine(registry, engine)
+    servicer = ScoringServicer(scoring)
+    alone = (await servicer.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=deal_to_proto(known)), None)).score
+    assert _factors((await servicer.ScoreDeal(
+        scoring_pb2.ScoreDealRequest(deal=deal_to_proto(known), top_factors=50), None)).score
+    )["similar_win_rate"] != "missing"
+    batch = await servicer.ScoreDeals(scoring_pb2.ScoreDealsRequest(
+        deals=[deal_to_proto(r) for r in records[:40] if r.deal_id != known.deal_id] + [deal_to_proto(known)]), None)
+    ledger = Ledger.in_dir(tmp_path)
+    history = HistoryIndex(engine)
+    try:
+        insights = InsightEngine(registry, engine, ledger, RulesGenerator(), history, scoring=scoring)
+        # As of now, as the other RPCs score (a request's snapshot is its time).
+        result = await insights.generate(replace(known, snapshot_at=None))
+        insight_row = ledger.insight_set(WORKSPACE, result.insight_set_id)
+        # A monitor built on its own gives the same answer as the shared engine.
+        monitor = PipelineMonitor(registry, history, ledger, ScoringEngine(registry, engine))
+        await monitor.scan(WORKSPACE, [replace(known, workspace_id="", snapshot_at=None)])
+        scanned = ledger.scan_states(WORKSPACE, [known.deal_id])[known.deal_id]
+    finally:
+        ledger.close()
+    probabilities = {
+        "ScoreDeal": alone.win_probability,
+        "ScoreDeals": batch.scores[-1].win_probability,
+        "GenerateInsights": insight_row.model_win_probability,
+        "ScanPipeline": scanned.win_probability,
+    }
+    for rpc, probability in probabilities.items():
+        assert probability == pytest.approx(alone.win_probability, abs=1e-9), (rpc, probabilities)
+    assert scanned.scorer_version == alone.model.version == result.scorer.version
+
+
+async def test_a_health_check_is_answered_while_a_large_batch_looks_up_neighbours(served):
+    """The neighbour lookups of a 1,000-deal ScoreDeals run in a worker thread, so
+    the event loop keeps answering other calls (before, they ran on it)."""
+    import asyncio
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from server.interceptors import RpcInterceptor
+    from vectoros.v1 import scoring_pb2_grpc
+
+    registry, engine, records = served
+    await _stored(engine, records)
+    stored = [r for r in records if r.outcome is Outcome.OPEN] + [r for r in records if r.outcome is not Outcome.OPEN]
+    deals = [deal_to_proto(r) for r in (stored * 3)[:1000]]  # repeats look up the same stored deals again
+    server = grpc.aio.server(interceptors=[RpcInterceptor()])
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(ScoringEngine(registry, engine)), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            scorer = scoring_pb2_grpc.ScoringServiceStub(channel)
+            checks = health_pb2_grpc.HealthStub(channel)
+            call = scorer.ScoreDeals(scoring_pb2.ScoreDealsRequest(deals=deals), timeout=120)
+            batch = asyncio.ensure_future(call)
+            answered = 0
+            while not batch.done():
+                await checks.Check(health_pb2.HealthCheckRequest(), timeout=30)
+                if not batch.done():
+                    answered += 1
+            response = await batch
+        assert len(response.scores) == 1000
+        assert answered >= 1, "no health Check was answered while the batch was in flight"
+    finally:
+        await server.stop(None)

@@ -332,6 +332,7 @@ def _write_manifest(
 ):
     """Step 5b: manifest.json, with golden rows from the held-out matrix."""
     from vectoros.core.manifest import build_manifest
+    from vectoros.core.scorer_spec import Calibration, RiskThresholds, ScorerSpec
 
     train_x, spec = matrices.train_x, matrices.spec
     medians = np.nanmedian(np.where(np.isnan(train_x).all(axis=0), 0.0, train_x), axis=0)
@@ -344,13 +345,13 @@ def _write_manifest(
         kind="scorer",
         metrics=metrics,
         training_data={"sha256": data.sha256, "rows": len(data.records), "description": description},
-        spec={
-            "features": spec.to_dict(),
-            "calibration": {"method": "platt", "slope": fitted.slope, "intercept": fitted.intercept},
-            "risk": {"high_risk_below": config.high_risk_below, "low_risk_from": config.low_risk_from},
-            "model_file": MODEL_FILE,
-            "bias": bias,
-        },
+        spec=ScorerSpec(
+            features=spec,
+            calibration=Calibration(fitted.slope, fitted.intercept),
+            risk=RiskThresholds(config.high_risk_below, config.low_risk_from),
+            model_file=MODEL_FILE,
+            bias=bias,
+        ).to_dict(),
         golden_inputs={MODEL_FILE: {"features": golden}},
         atol=1e-5,
     )

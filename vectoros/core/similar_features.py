@@ -19,7 +19,7 @@ outcome nor anything decided later is read. Training applies the rule with
 `similarity_features` (NumPy, every record at once); serving gets it from the
 store, which holds only outcomes recorded up to now, the request's snapshot,
 and searches the deal's stored vector with the deal itself excluded
-(`server.engines.neighbours.SimilarNeighbours`). Both end in `_aggregate`, so
+(`server.engines.scoring.neighbours`). Both end in `_aggregate`, so
 the arithmetic is one code path.
 
 Serving never embeds: a deal that is not stored in its workspace, a missing

@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 
 from server.engines.insight.codecs import context_key, insights_from_json, insights_to_json
 from server.engines.insight.context import (
-    SCORER,
     InsightContext,
     InsightGenerator,
     ModelRef,
@@ -52,7 +51,7 @@ from server.engines.insight.export import export_lines, take
 from server.engines.insight.history import StoredDeal
 from server.engines.insight.history_index import HistoryIndex
 from server.engines.insight.types import ExportFormat, GeneratedInsights, Rating, Usage
-from server.engines.neighbours import SimilarNeighbours
+from server.engines.scoring import ScoringEngine
 from server.engines.similarity import Query, SimilarityEngine, text_sha256
 from server.ledger import InsightSetRow, Ledger
 from server.stores.base import DealFilter
@@ -86,9 +85,11 @@ class FeedbackResult:
 class InsightEngine:
     """Insights on deals, stored in the ledger; feedback, outcomes and export.
 
-    `registry` resolves the scorer (`select(name, routing_key)`), `similarity` is
-    the similarity engine (opened), `history` its `HistoryIndex`, `generator` the
-    configured `InsightGenerator`.
+    `registry` is the model registry, `similarity` the similarity engine
+    (opened), `history` its `HistoryIndex`, `generator` the configured
+    `InsightGenerator`, `scoring` the `ScoringEngine` every RPC scores through
+    (one over `registry` and `similarity` when not given), so a deal's
+    probability here is the one ScoreDeal gives.
     """
 
     def __init__(
@@ -101,10 +102,11 @@ class InsightEngine:
         *,
         similar_deals: int = SIMILAR_DEALS,
         top_factors: int = TOP_FACTORS,
+        scoring: ScoringEngine | None = None,
     ) -> None:
         self.registry = registry
         self.similarity = similarity
-        self._neighbours = SimilarNeighbours(similarity, registry)
+        self.scoring = scoring or ScoringEngine(registry, similarity)
         self.ledger = ledger
         self.generator = generator
         self.history = history
@@ -121,7 +123,7 @@ class InsightEngine:
             raise InvalidInput("deal.workspace_id", "required")
         now = record.snapshot_at or datetime.now(UTC)
         record = replace(record, snapshot_at=now)
-        loaded = self.registry.select(SCORER, record.deal_id)
+        loaded = self.scoring.resolve(record)
         scorer = ModelRef(loaded.name, loaded.version)
         _, embedder_model = self.similarity.serving()
         embedder = ModelRef(embedder_model.name, embedder_model.version)
@@ -134,12 +136,8 @@ class InsightEngine:
                 return _result_from_row(row, cached=True, latency_ms=_clock() - started)
 
         history, stored = await asyncio.to_thread(self.history.lookup, workspace_id, record.deal_id)
-        # The same similarity features ScoringService uses, so the probability shown
-        # here is the one ScoreDeal gives for this deal.
-        features = None
-        if loaded.model.similarity is not None:
-            features = await self._neighbours.features([record], loaded.model.similarity)
-        (score,) = loaded.model.score([record], self.top_factors, similar=features)
+        (scored,) = await self.scoring.score([record], top_factors=self.top_factors, resolved=[loaded])
+        score = scored.result
         similar, embedder = await self._similar(record, stored)
         previous = await asyncio.to_thread(self.ledger.latest_insight_set, workspace_id, record.deal_id, now)
         previous_record = snapshot_from_json(previous.deal_json) if previous is not None else None

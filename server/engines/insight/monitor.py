@@ -38,13 +38,13 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from server.engines.insight.context import SCORER
 from server.engines.insight.history import WorkspaceHistory, stat_key
 from server.engines.insight.history_index import HistoryIndex
+from server.engines.scoring import ScoringEngine
 from server.ledger import AlertRow, Ledger, ScanState
 from vectoros.core.deals import DealRecord, Outcome
 from vectoros.core.errors import InvalidInput, NotFound, Unavailable
@@ -55,6 +55,8 @@ SCORE_DROP = 0.1
 LONG_OVERDUE_DAYS = 30.0
 LONG_SLIP_DAYS = 30.0
 MAX_SCAN_DEALS = 1000
+# Deals scored per ScoringEngine call when a scan covers a stored workspace.
+SCORE_CHUNK = 1000
 _DAY = 86_400.0
 
 
@@ -272,10 +274,13 @@ class PipelineMonitor:
     """Scans a workspace's open deals (given, or the stored ones), stores the scan
     state and the alerts in the ledger, and returns the alerts."""
 
-    def __init__(self, registry, history: HistoryIndex, ledger: Ledger) -> None:
+    def __init__(self, registry, history: HistoryIndex, ledger: Ledger, scoring: ScoringEngine | None = None) -> None:
         self.registry = registry
         self.history = history
         self.ledger = ledger
+        # The one scoring path (with the similarity features when it has a store),
+        # so a scan's probabilities are ScoreDeal's.
+        self.scoring = scoring or ScoringEngine(registry)
 
     async def scan(
         self, workspace_id: str, deals: Sequence[DealRecord] | None = None, now: datetime | None = None
@@ -300,7 +305,17 @@ class PipelineMonitor:
             history = await asyncio.to_thread(self.history.history, workspace_id)
         else:
             history, records = await asyncio.to_thread(self._stored_open, workspace_id)
-        scans = await asyncio.to_thread(self._prepare, workspace_id, records, now)
+        probabilities = await self._probabilities(workspace_id, records, now)
+        previous = await asyncio.to_thread(self.ledger.scan_states, workspace_id, [r.deal_id for r in records])
+        scans = [
+            DealScan(
+                deal=record,
+                win_probability=probabilities.get(record.deal_id, (None, None))[0],
+                scorer_version=probabilities.get(record.deal_id, (None, None))[1],
+                previous=previous.get(record.deal_id),
+            )
+            for record in records
+        ]
         alerts = scan_deals(scans, history, now)
         states = {
             s.deal.deal_id: ScanState(now, s.deal.probability, s.deal.expected_close_at, s.win_probability,
@@ -321,28 +336,20 @@ class PipelineMonitor:
         records = self.history.stored_records(workspace_id, ids)
         return history, [records[i] for i in sorted(records)]
 
-    def _prepare(self, workspace_id: str, records: Sequence[DealRecord], now: datetime) -> list[DealScan]:
-        previous = self.ledger.scan_states(workspace_id, [r.deal_id for r in records])
-        probabilities: dict[str, tuple[float, int]] = {}
-        groups: dict[int, tuple[object, list[DealRecord]]] = {}
-        for record in records:
+    async def _probabilities(
+        self, workspace_id: str, records: Sequence[DealRecord], now: datetime
+    ) -> dict[str, tuple[float, int]]:
+        """deal id -> (win probability, scorer version); empty without a scorer (the
+        score rule is skipped, the others run)."""
+        found: dict[str, tuple[float, int]] = {}
+        # The request's workspace is the deals' own: their neighbours are looked up in it.
+        scoped = [r if r.workspace_id == workspace_id else replace(r, workspace_id=workspace_id) for r in records]
+        for start in range(0, len(scoped), SCORE_CHUNK):
             try:
-                loaded = self.registry.select(SCORER, record.deal_id)
+                scored = await self.scoring.score(scoped[start : start + SCORE_CHUNK], top_factors=0, now=now)
             except (Unavailable, NotFound):
-                break  # no scorer: the score rule is skipped, the others run
-            groups.setdefault(loaded.version, (loaded, []))[1].append(record)
-        for loaded, members in groups.values():
-            for start in range(0, len(members), 1000):
-                chunk = members[start : start + 1000]
-                for record, result in zip(chunk, loaded.model.score(chunk, 0, now=now), strict=True):
-                    if math.isfinite(result.win_probability):
-                        probabilities[record.deal_id] = (result.win_probability, loaded.version)
-        return [
-            DealScan(
-                deal=record,
-                win_probability=probabilities.get(record.deal_id, (None, None))[0],
-                scorer_version=probabilities.get(record.deal_id, (None, None))[1],
-                previous=previous.get(record.deal_id),
-            )
-            for record in records
-        ]
+                return {}
+            for one in scored:
+                if math.isfinite(one.result.win_probability):
+                    found[one.result.deal_id] = (one.result.win_probability, one.model_version)
+        return found

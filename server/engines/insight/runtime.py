@@ -19,6 +19,7 @@ from server.engines.insight.engine import InsightEngine
 from server.engines.insight.history_index import HistoryIndex
 from server.engines.insight.monitor import PipelineMonitor
 from server.engines.insight.rules import RulesGenerator
+from server.engines.scoring import ScoringEngine
 from server.ledger import Ledger
 
 log = logging.getLogger("vectoros.insight")
@@ -44,15 +45,17 @@ class InsightRuntime:
         self._registry = registry
 
     @classmethod
-    async def open(cls, registry, config, similarity) -> InsightRuntime:
+    async def open(cls, registry, config, similarity, scoring: ScoringEngine | None = None) -> InsightRuntime:
         """Build everything from `config` (`data_dir`, `anthropic_api_key`,
-        `anthropic_model`). Call `close()` after the server stopped (before the
-        similarity store closes)."""
+        `anthropic_model`); `scoring` is the server's one `ScoringEngine` (else one
+        over `registry` and the similarity engine). Call `close()` after the
+        server stopped (before the similarity store closes)."""
         ledger = await asyncio.to_thread(Ledger.in_dir, config.data_dir)
         history = HistoryIndex(similarity.engine)
         generator = await asyncio.to_thread(make_generator, config)
-        engine = InsightEngine(registry, similarity.engine, ledger, generator, history)
-        monitor = PipelineMonitor(registry, history, ledger)
+        scoring = scoring or ScoringEngine(registry, similarity.engine)
+        engine = InsightEngine(registry, similarity.engine, ledger, generator, history, scoring=scoring)
+        monitor = PipelineMonitor(registry, history, ledger, scoring)
         log.info("insight service", extra={"generator": generator.id, "ledger": str(ledger.path)})
         return cls(engine, monitor, similarity, registry)
 

@@ -1,4 +1,4 @@
-"""The Scoring engine: win probability, risk level and per-deal factors.
+"""A loaded scorer: win probability, risk level and per-deal factors.
 
 A scorer artifact (kind "scorer", built by `vectoros train scorer`) holds one
 ONNX file, run by onnxruntime, with two outputs:
@@ -16,11 +16,11 @@ ONNX file, run by onnxruntime, with two outputs:
   root's expected value) is in the spec; bias + sum(contributions) is the
   model's margin in log-odds.
 
-The manifest's `spec` also holds the feature spec (`vectoros.core.features`,
-with an optional `similarity` section for the similar-deal features, which the
-servicer obtains from the similarity store and passes to `score`),
-the Platt calibration of the margin (`sigmoid(slope * margin + intercept)`)
-and the risk thresholds.
+The manifest's `spec` (`vectoros.core.scorer_spec.ScorerSpec`, the type
+training writes) also holds the feature spec, the Platt calibration of the
+margin and the risk thresholds. The similarity features of a scorer trained
+with them come from the similarity store (`server.engines.scoring.neighbours`,
+through `server.engines.scoring.engine.ScoringEngine`) and are passed to `score`.
 
 `load_scorer(directory, manifest)` is the model registry's loader for the kind;
 it validates the spec strictly and checks on the golden rows that the two
@@ -30,7 +30,7 @@ outputs describe the same model before the version may serve.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,14 +40,13 @@ import numpy as np
 from vectoros.core.deals import DealRecord
 from vectoros.core.features import FeatureSpec, featurize
 from vectoros.core.manifest import ManifestError
+from vectoros.core.scorer_spec import PROBABILITY_CLIP, Calibration, RiskThresholds, ScorerSpec
 from vectoros.core.similar_features import SimilaritySpec
 
-SPEC_KEYS = ("features", "calibration", "risk", "model_file", "bias")
 OUTPUTS = ("probabilities", "contributions")
 # onnxruntime computes in float32: the logit of its probability and the sum of
 # the contributions agree to ~1e-5 in the bulk, and less well only near 0 or 1.
 MARGIN_TOLERANCE = 1e-3
-_P_CLIP = 1e-7
 
 
 @dataclass(frozen=True)
@@ -70,38 +69,6 @@ class DealScoreResult:
     top_factors: tuple[Factor, ...]
     margin: float
     bias: float
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Platt scaling of the raw margin, fitted at training time on out-of-fold margins."""
-
-    slope: float
-    intercept: float
-
-    def probability(self, raw_probability: float) -> float:
-        """The calibrated probability for the model's raw probability."""
-        raw = min(max(raw_probability, _P_CLIP), 1.0 - _P_CLIP)
-        z = self.slope * math.log(raw / (1.0 - raw)) + self.intercept
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
-
-
-@dataclass(frozen=True)
-class RiskThresholds:
-    """High risk below `high_risk_below`, low risk at or above `low_risk_from`."""
-
-    high_risk_below: float
-    low_risk_from: float
-
-    def level(self, win_probability: float) -> str:
-        if win_probability < self.high_risk_below:
-            return "high"
-        if win_probability >= self.low_risk_from:
-            return "low"
-        return "medium"
 
 
 class ScorerModel:
@@ -164,7 +131,7 @@ class ScorerModel:
         """Score deals as of their `snapshot_at` (or `now`). `top_factors` (0..F) is the
         number of largest contributions by absolute size returned per deal.
         `similar` [N, 2]: the similarity features of a scorer that has them
-        (`server.engines.neighbours.SimilarNeighbours`); NaN without it."""
+        (`server.engines.scoring.neighbours`); NaN without it."""
         if not records:
             return []
         features = featurize(records, self.spec, now=now, similar=similar)
@@ -202,56 +169,6 @@ class ScorerModel:
 # --- loading -----------------------------------------------------------------------
 
 
-def _number(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ManifestError(f"{key}: must be a finite number")
-    return float(value)
-
-
-def _exact(obj: object, key: str, keys: tuple[str, ...]) -> dict:
-    if not isinstance(obj, dict):
-        raise ManifestError(f"{key}: must be an object")
-    for name in obj:
-        if name not in keys:
-            raise ManifestError(f"{key}.{name}: unknown key")
-    for name in keys:
-        if name not in obj:
-            raise ManifestError(f"{key}.{name}: missing key")
-    return obj
-
-
-def parse_spec(
-    spec: object, files: Mapping[str, object]
-) -> tuple[FeatureSpec, Calibration, RiskThresholds, str, float]:
-    """Validate a scorer manifest's `spec` strictly; raises ManifestError naming the key."""
-    spec = _exact(spec, "spec", SPEC_KEYS)
-    try:
-        features = FeatureSpec.from_dict(spec["features"])
-    except ValueError as exc:
-        raise ManifestError(f"spec.features.{exc}") from None
-    calibration = _exact(spec["calibration"], "spec.calibration", ("method", "slope", "intercept"))
-    if calibration["method"] != "platt":
-        raise ManifestError("spec.calibration.method: must be 'platt'")
-    risk = _exact(spec["risk"], "spec.risk", ("high_risk_below", "low_risk_from"))
-    thresholds = RiskThresholds(
-        _number(risk["high_risk_below"], "spec.risk.high_risk_below"),
-        _number(risk["low_risk_from"], "spec.risk.low_risk_from"),
-    )
-    if not 0.0 <= thresholds.high_risk_below <= thresholds.low_risk_from <= 1.0:
-        raise ManifestError("spec.risk: needs 0 <= high_risk_below <= low_risk_from <= 1")
-    model_file = spec["model_file"]
-    if not isinstance(model_file, str) or not model_file.endswith(".onnx") or model_file not in files:
-        raise ManifestError("spec.model_file: must name an .onnx file listed in the manifest")
-    return (
-        features,
-        Calibration(_number(calibration["slope"], "spec.calibration.slope"),
-                    _number(calibration["intercept"], "spec.calibration.intercept")),
-        thresholds,
-        model_file,
-        _number(spec["bias"], "spec.bias"),
-    )
-
-
 def load_scorer(directory: Path, manifest) -> ScorerModel:
     """The model registry's loader for kind "scorer": validate the spec, build the
     onnxruntime session once, and check on the manifest's golden inputs that the
@@ -259,7 +176,9 @@ def load_scorer(directory: Path, manifest) -> ScorerModel:
     import onnxruntime as ort
 
     directory = Path(directory)
-    spec, calibration, risk, model_file, bias = parse_spec(manifest.spec, manifest.files)
+    parsed = ScorerSpec.from_dict(manifest.spec, manifest.files)
+    spec, calibration, risk, model_file, bias = (
+        parsed.features, parsed.calibration, parsed.risk, parsed.model_file, parsed.bias)
     options = ort.SessionOptions()
     # One thread: requests run concurrently, and a tree ensemble on one row gains
     # nothing from more.
@@ -277,7 +196,7 @@ def load_scorer(directory: Path, manifest) -> ScorerModel:
 
     for tensor in manifest.golden.get(model_file, {}).get("inputs", {}).values():
         raw, contributions = model.run(np.asarray(tensor["data"], dtype=np.float32))
-        raw = np.clip(raw.astype(np.float64), _P_CLIP, 1.0 - _P_CLIP)
+        raw = np.clip(raw.astype(np.float64), PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP)
         margins = bias + contributions.astype(np.float64).sum(axis=1)
         central = np.abs(margins) < 8.0  # float32 probabilities lose the margin near 0 and 1
         gap = np.abs(np.log(raw / (1.0 - raw)) - margins)[central]

@@ -20,7 +20,7 @@ from training.synth import DATE_COLUMNS, synth_deals
 
 # The workspaces the writer token holds, one per test module so that their
 # deals do not meet; FOREIGN is held by no token but the admin's.
-WORKSPACES = ("py-sync", "py-async", "py-errors", "examples", "interop", "smoke")
+WORKSPACES = ("py-sync", "py-async", "py-errors", "examples", "interop", "acme")
 FOREIGN = "globex"
 TINY = TrainConfig(folds=2, grid=({"max_depth": 3, "learning_rate": 0.2, "min_child_weight": 1},), max_trees=40,
                    progress=False, golden_rows=4)

@@ -66,10 +66,11 @@ def test_the_clients_carry_the_servers_version():
     server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     python_client = tomllib.loads((ROOT / "clients" / "python" / "pyproject.toml").read_text())["project"]["version"]
     typescript = json.loads((ROOT / "clients" / "typescript" / "package.json").read_text())["version"]
+    locked = json.loads((ROOT / "clients" / "typescript" / "package-lock.json").read_text())["version"]
     typescript_constant = re.search(r'VERSION = "([^"]+)"',
                                     (ROOT / "clients" / "typescript" / "src" / "version.ts").read_text())[1]
     released = re.search(r"released\s+with\s+version (\S+) of", (PROTOS / "released" / "README.md").read_text())[1]
-    assert {python_client, vectoros_client.__version__, typescript, typescript_constant, released} == {server}
+    assert {python_client, vectoros_client.__version__, typescript, locked, typescript_constant, released} == {server}
 
 
 def test_the_client_packages_stubs_are_generated_and_importable_alone():

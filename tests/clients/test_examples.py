@@ -34,6 +34,22 @@ def run(script: Path, environment: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def readme_block(source: str) -> str:
+    """The code block of README.md that follows the marker naming `source`."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(rf"<!-- {re.escape(source)} -->\n```\w+\n(.*?)```", readme, re.DOTALL)
+    assert found, f"README.md has no block for {source}"
+    return found[1]
+
+
+def test_the_readme_example(environment):
+    quickstart = EXAMPLES / "quickstart.py"
+    assert readme_block("clients/python/examples/quickstart.py") == quickstart.read_text()
+    assert len(quickstart.read_text().splitlines()) <= 12
+    out = run(quickstart, environment)
+    assert re.fullmatch(r"win 0\.\d\d \((low|medium|high)\), similar: \[.*\]\n", out), out
+
+
 def test_auto_embed(environment):
     out = run(EXAMPLES / "auto_embed.py", environment)
     assert "created: 1 stored, 0 unchanged" in out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,6 +45,7 @@ def built() -> None:
         STAMP.write_text(lock)
     # Rebuilt when any input changed: the protos, the sources, the build configuration.
     inputs = sorted([*(ROOT / "protos" / "vectoros").rglob("*.proto"), *(TS / "test").rglob("*.ts"),
+                     *(TS / "examples").rglob("*.ts"),
                      *(p for p in (TS / "src").rglob("*.ts") if "gen" not in p.relative_to(TS / "src").parts),
                      *(TS / name for name in ("package.json", "package-lock.json", "tsconfig.json", "buf.gen.yaml"))])
     digest = hashlib.sha256()
@@ -91,6 +93,17 @@ def test_node_calls_every_rpc_against_the_python_server(built, served):
     assert "does not serve /vectoros.v1.ScoringService/ExplainDeal" in errors["unimplemented"]["message"]
     assert errors["unauthenticated"] == {"code": "UNAUTHENTICATED"}
     assert report["exportedLines"] >= 1
+
+
+def test_the_readme_example(built, served):
+    from tests.clients.test_examples import readme_block
+
+    source = (TS / "examples" / "quickstart.ts").read_text()
+    # The README imports the package by name; the example, inside the package, by path.
+    assert readme_block("clients/typescript/examples/quickstart.ts") == source.replace('"../src"', '"@vectoros/client"')
+    out = _run("node", "dist/examples/quickstart.js", timeout=60,
+               env={**os.environ, "VECTOROS_ADDRESS": served.address, "VECTOROS_TOKEN": served.writer})
+    assert re.fullmatch(r"win 0\.\d\d, similar: [\w,-]*\n", out), out
 
 
 def test_node_over_mutual_tls(built, tmp_path):

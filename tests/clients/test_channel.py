@@ -212,3 +212,14 @@ def test_a_token_goes_in_plaintext_only_to_loopback_or_when_allowed():
     Client("10.0.0.7:50051", token="vos_x_y", tls=True).close()
     with pytest.raises(TypeError):
         Client("127.0.0.1:50051", tls="yes")
+
+
+def test_both_clients_take_the_same_options_with_the_same_defaults():
+    import inspect
+
+    from vectoros_client import AsyncClient
+    from vectoros_client.base import ClientOptions
+
+    expected = [(p.name, p.kind, p.default) for p in inspect.signature(ClientOptions).parameters.values()]
+    for kind in (Client, AsyncClient):
+        assert [(p.name, p.kind, p.default) for p in inspect.signature(kind).parameters.values()] == expected

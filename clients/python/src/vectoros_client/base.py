@@ -10,7 +10,7 @@ from typing import Any
 
 from vectoros_client.channel import TLS, ChannelSettings, RetryPolicy
 
-_DEFAULT_RETRY = RetryPolicy()
+DEFAULT_RETRY = RetryPolicy()
 
 
 def new_request_id() -> str:
@@ -35,7 +35,7 @@ class ClientOptions:
         timeout: float = 30.0,
         stream_timeout: float = 300.0,
         wait_for_ready: bool = True,
-        retry: RetryPolicy | None = _DEFAULT_RETRY,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
         keepalive_seconds: float | None = 30.0,
         max_message_mb: int = 16,
         allow_plaintext_token: bool = False,

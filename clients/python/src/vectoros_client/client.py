@@ -11,8 +11,9 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from vectoros_client.base import ClientOptions, new_request_id
+from vectoros_client.base import DEFAULT_RETRY, ClientOptions, new_request_id
 from vectoros_client.calls import Streamed, Unary
+from vectoros_client.channel import TLS, RetryPolicy
 from vectoros_client.errors import DeadlineExceeded, Unavailable, from_rpc_error
 from vectoros_client.services import embedding, forecast, insight, scoring, similarity
 from vectoros_client.values import DealLike, Outcome
@@ -49,20 +50,40 @@ class Client:
     frozen dataclasses; each large one keeps the response message as `.proto`.
     """
 
-    def __init__(self, target: str, **options: Any) -> None:
-        self.options = ClientOptions(target, **options)
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TLS | bool | None = None,
+        timeout: float = 30.0,
+        stream_timeout: float = 300.0,
+        wait_for_ready: bool = True,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        keepalive_seconds: float | None = 30.0,
+        max_message_mb: int = 16,
+        allow_plaintext_token: bool = False,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.options = ClientOptions(
+            target, token=token, tls=tls, timeout=timeout, stream_timeout=stream_timeout,
+            wait_for_ready=wait_for_ready, retry=retry, keepalive_seconds=keepalive_seconds,
+            max_message_mb=max_message_mb, allow_plaintext_token=allow_plaintext_token,
+            channel_options=channel_options,
+        )
         self.channel: grpc.Channel = self.options.settings.channel()
-        self._methods: dict[str, Any] = {}
+        self._methods: dict[tuple, Any] = {}
 
     # --- plumbing ---
 
     def _method(self, path: str, request: Message, response_type: type[Message], streaming: bool) -> Any:
-        method = self._methods.get(path)
+        key = (path, type(request), response_type, streaming)
+        method = self._methods.get(key)
         if method is None:
             factory = self.channel.unary_stream if streaming else self.channel.unary_unary
             method = factory(path, request_serializer=type(request).SerializeToString,
                              response_deserializer=response_type.FromString)
-            self._methods[path] = method
+            self._methods[key] = method
         return method
 
     def _unary(self, path: str, request: Message, response_type: type[M], timeout: float | None) -> M:

@@ -1,7 +1,5 @@
-"""Python client of VectorOS AI Core: `Client` (blocking) and `AsyncClient`
-(asyncio) with one typed method per RPC; `values` and `services.*` hold the
-argument and result types, `errors` the exceptions, `channel` the connection
-options (TLS, retries, keepalive), `v1` the generated stubs.
+"""`Client` (client.py) and `AsyncClient` (aio.py), one typed method per RPC; types in `values` and
+`services.*`, exceptions in `errors`, connection options in `channel`, generated stubs in `v1`.
 
     from vectoros_client import Client, Deal
 

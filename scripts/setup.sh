@@ -21,3 +21,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip check
   echo "$want" > "$stamp"
 fi
+# The Python client (clients/python, its own distribution), editable, with no
+# dependency of its own beyond what the lock already installed (pip check says so).
+client_stamp=".venv/.vectoros-client-installed"
+client_want="$(cat clients/python/pyproject.toml "$LOCK" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$client_stamp" 2>/dev/null)" != "$client_want" ]; then
+  .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e clients/python
+  .venv/bin/python -m pip check
+  echo "$client_want" > "$client_stamp"
+fi

@@ -1,36 +1,28 @@
 #!/usr/bin/env python3
 """Call every service of a running server once and print what came back.
 
-    python scripts/smoke.py [--address 127.0.0.1:50051] [--workspace demo]
+    python scripts/smoke.py [--address 127.0.0.1:50051] [--workspace demo] [--token vos_...]
 
-Uses the demo workspace that `scripts/build_demo.py` stores. Exit 1 on any error.
+Uses the demo workspace that `scripts/build_demo.py` stores and the client
+package (`clients/python`, installed by scripts/setup.sh). The token defaults
+to $VECTOROS_TOKEN (needed when the server runs with --tokens-file). Exit 1 on
+any error.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
+from datetime import UTC, datetime
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import grpc  # noqa: E402
-
-from clients import VectorOSClient  # noqa: E402
-from vectoros.v1 import (  # noqa: E402
-    common_pb2,
-    embedding_pb2,
-    forecast_pb2,
-    insight_pb2,
-    scoring_pb2,
-    similarity_pb2,
-)
+from vectoros_client import ActivityCounts, ApiError, Client, Deal
 
 SERVICES = ["Embedding", "Similarity", "Scoring", "Forecast", "Insight"]
 
 
-def sample_deal(workspace: str) -> common_pb2.Deal:
-    deal = common_pb2.Deal(
+def sample_deal(workspace: str) -> Deal:
+    return Deal(
         id="smoke-1",
         workspace_id=workspace,
         name="Acme analytics platform",
@@ -44,41 +36,38 @@ def sample_deal(workspace: str) -> common_pb2.Deal:
         probability=0.6,
         competitor_present=True,
         contact_count=1,
+        created_time=datetime(2026, 8, 1, tzinfo=UTC),
+        stage_entered_time=datetime(2026, 10, 1, tzinfo=UTC),
+        expected_close_time=datetime(2026, 12, 15, tzinfo=UTC),
+        last_activity_time=datetime(2026, 10, 20, tzinfo=UTC),
+        activity_counts=ActivityCounts(emails=6, meetings=2),
     )
-    deal.created_time.FromJsonString("2026-08-01T00:00:00Z")
-    deal.stage_entered_time.FromJsonString("2026-10-01T00:00:00Z")
-    deal.expected_close_time.FromJsonString("2026-12-15T00:00:00Z")
-    deal.last_activity_time.FromJsonString("2026-10-20T00:00:00Z")
-    deal.activity_counts.emails = 6
-    deal.activity_counts.meetings = 2
-    return deal
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="127.0.0.1:50051")
     parser.add_argument("--workspace", default="demo")
+    parser.add_argument("--token", default=os.environ.get("VECTOROS_TOKEN") or None)
     args = parser.parse_args()
     deal = sample_deal(args.workspace)
-    with VectorOSClient(args.address) as client:
+    with Client(args.address, token=args.token) as client:
         try:
             for name in SERVICES:
                 serving = client.serving(f"vectoros.v1.{name}Service")
                 print(f"health {name}Service: {'SERVING' if serving else 'NOT_SERVING'}")
-            embedded = client.embedding.Embed(embedding_pb2.EmbedRequest(texts=[deal.notes, ""]))
+            embedded = client.embed([deal.notes, ""])
             print(
-                f"Embed: {len(embedded.embeddings)} vectors of {embedded.dimension}"
+                f"Embed: {len(embedded.vectors)} vectors of {embedded.dimension}"
                 f" by embedder v{embedded.model.version}"
             )
-            score = client.scoring.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=deal)).score
+            score = client.score_deal(deal)
             factors = ", ".join(f"{f.feature} {f.contribution:+.2f}" for f in score.top_factors[:3])
             print(
-                f"ScoreDeal: win {score.win_probability:.2f}, risk {scoring_pb2.RiskLevel.Name(score.risk_level)}, "
+                f"ScoreDeal: win {score.win_probability:.2f}, risk {score.risk_level.name}, "
                 f"scorer v{score.model.version}; top factors: {factors}"
             )
-            similar = client.similarity.FindSimilarDeals(
-                similarity_pb2.FindSimilarDealsRequest(workspace_id=args.workspace, deal=deal, top_k=5)
-            )
+            similar = client.find_similar_deals(args.workspace, deal=deal, top_k=5)
             summary = similar.summary
             print(
                 f"FindSimilarDeals: {len(similar.matches)} matches, best {similar.matches[0].score:.3f}; "
@@ -86,23 +75,22 @@ def main() -> int:
                 if similar.matches
                 else "FindSimilarDeals: no matches (is the demo workspace stored?)"
             )
-            request = forecast_pb2.ForecastRequest(deals=[deal])
-            request.period.start_time.FromJsonString("2026-10-01T00:00:00Z")
-            request.period.end_time.FromJsonString("2027-01-01T00:00:00Z")
-            result = client.forecast.Forecast(request).result
+            result = client.forecast(
+                [deal], start=datetime(2026, 10, 1, tzinfo=UTC), end=datetime(2027, 1, 1, tzinfo=UTC)
+            ).result
             print(
                 f"Forecast: mean {result.mean:,.0f} (P10 {result.p10:,.0f}, P90 {result.p90:,.0f}), "
                 f"weighted pipeline {result.weighted_pipeline:,.0f}"
             )
-            insights = client.insight.GenerateInsights(insight_pb2.GenerateInsightsRequest(deal=deal))
+            insights = client.generate_insights(deal)
             print(
                 f"GenerateInsights ({insights.generator}): {len(insights.insights)} insights, "
                 f"win {insights.win_probability:.2f}"
             )
             for insight in insights.insights[:4]:
-                print(f"  [{insight_pb2.InsightType.Name(insight.type)}] {insight.title}: {insight.description}")
-        except grpc.RpcError as error:
-            print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+                print(f"  [{insight.type.name}] {insight.title}: {insight.description}")
+        except ApiError as error:
+            print(f"error: {error}", file=sys.stderr)
             return 1
     return 0
 

@@ -151,7 +151,7 @@ def test_forecast_bad_input_names_the_field(server, change, field):
     ],
 )
 def test_a_request_that_does_not_parse_is_invalid_argument(server, method):
-    from clients.python import field_violations
+    from vectoros_client.errors import from_rpc_error
 
     deal = b"\x0a\x01d" + b"\x1a\x02\xff\xfe"  # a Deal: id "d", name: two bytes that are not UTF-8
     with server.channel() as channel:
@@ -161,7 +161,7 @@ def test_a_request_that_does_not_parse_is_invalid_argument(server, method):
             call(b"\x0a" + bytes([len(deal)]) + deal, timeout=10)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "valid UTF-8" in error.value.details()
-    assert field_violations(error.value)[0][0] == "request"
+    assert from_rpc_error(error.value).violations[0].field == "request"
     server.wait_for_log(msg="rpc", method=method, code="INVALID_ARGUMENT")
 
 

@@ -15,7 +15,6 @@ COPY pyproject.toml README.md ./
 COPY vectoros ./vectoros
 COPY server ./server
 COPY training ./training
-COPY clients ./clients
 COPY scripts ./scripts
 RUN pip install --no-deps --no-build-isolation .
 # Demo models (synthetic scorer, exported embedder) into /models.
@@ -26,7 +25,10 @@ RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 FROM python:3.11-slim AS runtime
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 \
     VECTOROS_HOST=0.0.0.0 VECTOROS_PORT=50051 \
-    VECTOROS_MODELS=/models VECTOROS_DATA_DIR=/data
+    VECTOROS_MODELS=/models VECTOROS_DATA_DIR=/data \
+    VECTOROS_TOKENS_FILE=/secrets/tokens.json
+# The server listens on 0.0.0.0, so it refuses to start without a tokens file:
+# mount one (a Secret) at /secrets/tokens.json, made with `vectoros tokens create`.
 COPY --from=builder /wheels /wheels
 COPY requirements/serve.lock /wheels/serve.lock
 RUN pip install --require-hashes --no-deps -r /wheels/serve.lock \

@@ -5,8 +5,8 @@
 
 Uses the demo workspace that `scripts/build_demo.py` stores and the client
 package (`clients/python`, installed by scripts/setup.sh). The token defaults
-to $VECTOROS_TOKEN (needed when the server runs with --tokens-file). Exit 1 on
-any error.
+to $VECTOROS_TOKEN, else to the demo token `scripts/run-server.sh` wrote
+(./data/demo-token). Exit 1 on any error.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from vectoros_client import ActivityCounts, ApiError, Client, Deal
 
@@ -44,11 +45,16 @@ def sample_deal(workspace: str) -> Deal:
     )
 
 
+def _demo_token() -> str | None:
+    path = Path(__file__).resolve().parent.parent / "data" / "demo-token"
+    return path.read_text().strip() or None if path.is_file() else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="127.0.0.1:50051")
     parser.add_argument("--workspace", default="demo")
-    parser.add_argument("--token", default=os.environ.get("VECTOROS_TOKEN") or None)
+    parser.add_argument("--token", default=os.environ.get("VECTOROS_TOKEN") or _demo_token())
     args = parser.parse_args()
     deal = sample_deal(args.workspace)
     with Client(args.address, token=args.token) as client:

@@ -11,13 +11,17 @@ is checked without a change here. Protobuf only; no gRPC.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from server.auth import Role
+from server.auth import Principal, Role
 
 WORKSPACE_FIELD = "workspace_id"
+# The caller of the call being served, set by the interceptor (None without a
+# tokens file): for a servicer that parses part of its request itself.
+CALLER: ContextVar[Principal | None] = ContextVar("vectoros_caller", default=None)
 OPEN_SERVICES = frozenset({
     "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection",
@@ -84,3 +88,14 @@ def named_workspaces(request: Any) -> Iterator[tuple[str, str]]:
     for example ``("deals[3].workspace_id", "acme")``."""
     return _walk(request, _plan(request.DESCRIPTOR), "")
 
+
+def check_named_workspaces(message: Any, prefix: str) -> None:
+    """The interceptor's workspace check, for a message a servicer parsed itself
+    (EmbedDeals reads its deals from raw bytes, which the interceptor cannot
+    see into): every workspace `message` names must be held by this call's
+    caller. Field paths start with `prefix` (e.g. ``deals[2].``)."""
+    principal = CALLER.get()
+    if principal is None:
+        return
+    for field, workspace in _walk(message, _plan(message.DESCRIPTOR), prefix):
+        principal.require_workspace(field, workspace)

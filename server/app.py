@@ -181,6 +181,7 @@ async def create_server(config: ServerConfig) -> tuple[VectorOSServer, int]:
         raise SystemExit(f"cannot bind {config.address}")
     if metrics is not None:
         _register_metrics(metrics, registry, batcher)
+        insight.engine.on_generated = metrics.observe_generation
         metrics_port = metrics.serve_http(config.metrics_host, config.metrics_port)
         log.info("metrics", extra={"host": config.metrics_host, "port": metrics_port})
     app = VectorOSServer(

@@ -40,7 +40,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.access import named_workspaces, required_role
+from server.access import CALLER, named_workspaces, required_role
 from server.auth import Principal, Role, TokenAuthority
 from server.metrics import Metrics
 from vectoros.core.errors import InvalidInput, Overloaded, PermissionDenied, VectorOSError, unparsable
@@ -167,6 +167,8 @@ class _Gate:
             return None
         principal: Principal = self.authority.authenticate(authorization)
         call.caller = principal.token_id
+        # Each RPC runs in its own task, so this is this call's caller only.
+        CALLER.set(principal)
         principal.require_role(self.role, self.method.rpartition("/")[2])
         for field, workspace in named_workspaces(request):
             if not call.workspace:

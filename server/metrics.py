@@ -80,6 +80,15 @@ class Metrics:
         counter.inc()
         histogram.observe(seconds)
 
+    def observe_generation(self, requested: str, generator: str, fallback_reason: str | None) -> None:
+        """One insight set generated: counted for a generator other than the rules
+        (an LLM), with its fallback reason when it fell back."""
+        if requested == "rules":
+            return
+        self.llm_calls.labels(requested, "fallback" if fallback_reason else "ok").inc()
+        if fallback_reason:
+            self.llm_fallbacks.labels(fallback_label(fallback_reason)).inc()
+
     def add_callback(self, kind: str, name: str, documentation: str, labels: tuple[str, ...], callback: Callback):
         """A gauge or counter (`kind`) whose values `callback()` gives at scrape time,
         for numbers that already live elsewhere (queue depth, batcher counters)."""
@@ -93,10 +102,24 @@ class Metrics:
         return server.server_address[1]
 
 
-def fallback_reason(text: str) -> str:
-    """A short, bounded label for a fallback reason ("timeout", "rate limited", ...)."""
-    lowered = text.lower()
-    for reason in ("rate limit", "timeout", "timed out", "server error", "invalid", "connection", "cooldown"):
-        if reason in lowered:
-            return reason.replace(" ", "_")
+# (words in a generator's fallback reason, its label): labels must stay few.
+_FALLBACK_LABELS = (
+    ("not calling it for", "cooldown"),
+    ("rate limited", "rate_limited"),
+    ("did not answer within", "timeout"),
+    ("server error", "server_error"),
+    ("request refused", "refused"),
+    ("cannot reach", "unreachable"),
+    ("unreadable answer", "unreadable"),
+    ("invalid answer", "invalid_answer"),
+)
+
+
+def fallback_label(reason: str) -> str:
+    """A short, bounded label for a generator's fallback reason (the reason itself
+    is free text with numbers in it)."""
+    lowered = reason.lower()
+    for words, label in _FALLBACK_LABELS:
+        if words in lowered:
+            return label
     return "other"

@@ -24,6 +24,7 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from server.access import check_named_workspaces
 from server.engines.embedding import DynamicBatcher
 from vectoros.core.deal_codec.proto import deal_from_proto, time_to_proto
 from vectoros.core.deal_text import TEMPLATE_VERSION, deal_to_text
@@ -143,9 +144,12 @@ def add_to_server(servicer: EmbeddingServicer, server) -> None:
 
 def _deal(raw: bytes, index: int) -> common_pb2.Deal:
     try:
-        return common_pb2.Deal.FromString(raw)
+        deal = common_pb2.Deal.FromString(raw)
     except DecodeError as exc:
         raise unparsable(f"deals[{index}]", exc) from None
+    # The interceptor sees these deals as bytes: the workspace check is made here.
+    check_named_workspaces(deal, f"deals[{index}].")
+    return deal
 
 
 def _routing_key(texts: Sequence[str]) -> str:

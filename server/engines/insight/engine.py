@@ -34,7 +34,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -107,6 +107,9 @@ class InsightEngine:
         self.registry = registry
         self.similarity = similarity
         self.scoring = scoring or ScoringEngine(registry, similarity)
+        # Called with (requested generator id, generator id, fallback reason) after
+        # each generation (the server's metrics); None: not observed.
+        self.on_generated: Callable[[str, str, str | None], None] | None = None
         self.ledger = ledger
         self.generator = generator
         self.history = history
@@ -157,6 +160,8 @@ class InsightEngine:
             previous_snapshot_at=previous_record.snapshot_at if previous_record else None,
         )
         generated = await self.generator.generate(context)
+        if self.on_generated is not None:
+            self.on_generated(self.generator.id, generated.generator, generated.fallback_reason)
         latency_ms = _clock() - started
         if generated.generator == self.generator.id and not generated.fallback_reason:
             stored_key = key

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from server.engines.scoring import ScoringEngine, load_scorer
-from server.interceptors import ErrorAndLogInterceptor
+from server.engines.scoring import load_scorer
 from server.models.publish import publish
 from server.models.registry import ModelRegistry
 from server.models.repository import ModelRepository
-from server.services.scoring import ScoringServicer
 
 # `tests/training` would shadow the `training` package (see tests/training/conftest.py).
+from tests.support.servers import scoring_stub
 from training.records import write_deals
 from training.scorer import TrainConfig, train_scorer
 from training.synth import DATE_COLUMNS, synth_deals
@@ -49,23 +47,10 @@ def registry(trained):
     return registry
 
 
-@contextlib.asynccontextmanager
-async def scoring(registry):
-    server = grpc.aio.server(interceptors=[ErrorAndLogInterceptor()])
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(ScoringEngine(registry)), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield scoring_pb2_grpc.ScoringServiceStub(channel)
-    finally:
-        await server.stop(None)
-
-
 async def test_score_deal_end_to_end(registry, trained):
     _, result, records = trained
     deal = deal_to_proto(records[5])
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         response = await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=deal, top_factors=50))
         default = await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=deal))
     score = response.score
@@ -85,7 +70,7 @@ async def test_score_deal_end_to_end(registry, trained):
 
 
 async def test_a_deal_with_missing_optional_fields_scores(registry):
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         response = await stub.ScoreDeal(
             scoring_pb2.ScoreDealRequest(deal=common_pb2.Deal(id="bare-1", value=25000.0))
         )
@@ -96,7 +81,7 @@ async def test_a_deal_with_missing_optional_fields_scores(registry):
 async def test_batch_matches_single_and_keeps_order(registry, trained):
     _, _, records = trained
     deals = [deal_to_proto(r) for r in records[:300]]
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         batch = await stub.ScoreDeals(scoring_pb2.ScoreDealsRequest(deals=deals, top_factors=3))
         singles = [await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=d, top_factors=3)) for d in deals[:20]]
     assert [s.deal_id for s in batch.scores] == [d.id for d in deals]
@@ -132,7 +117,7 @@ async def test_bad_input_names_the_field(registry):
         (scoring_pb2.ScoreDealRequest(deal=good, top_factors=51), "top_factors: must be 0 to 50"),
         (scoring_pb2.ScoreDealRequest(deal=good, model_version=-1), "model_version: must be >= 0"),
     ]
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         for request, message in cases:
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await stub.ScoreDeal(request)
@@ -160,7 +145,7 @@ async def test_bad_input_names_the_field(registry):
 async def test_model_info(registry, trained):
     _, result, _ = trained
     manifest = Manifest.load(result.out_dir)
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         response = await stub.GetModelInfo(scoring_pb2.ScoringServiceGetModelInfoRequest())
         pinned = await stub.GetModelInfo(scoring_pb2.ScoringServiceGetModelInfoRequest(model_version=1))
     info = response.info
@@ -179,7 +164,7 @@ async def test_model_info(registry, trained):
 async def test_no_model_is_unavailable(tmp_path):
     empty = ModelRegistry(tmp_path / "models", {"scorer": load_scorer})
     empty.refresh(notify=False)
-    async with scoring(empty) as stub:
+    async with scoring_stub(empty) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=common_pb2.Deal(id="x", value=1.0)))
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -194,7 +179,7 @@ async def test_canary_routes_by_deal_id_in_batches_too(trained, tmp_path):
     registry = ModelRegistry(root, {"scorer": load_scorer})
     registry.refresh(notify=False)
     deals = [deal_to_proto(r) for r in records[:200]]
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         batch = await stub.ScoreDeals(scoring_pb2.ScoreDealsRequest(deals=deals))
         singles = [await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=d)) for d in deals[:30]]
         pinned = await stub.ScoreDeals(scoring_pb2.ScoreDealsRequest(deals=deals, model_version=1))

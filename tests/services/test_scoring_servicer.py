@@ -4,18 +4,15 @@ test_scoring_service.py and test_scoring_similarity.py."""
 
 from __future__ import annotations
 
-import contextlib
-
 import grpc
 import pytest
 from grpc_status import rpc_status
 
-from server.engines.scoring import INLINE_DEALS, ScoringEngine
-from server.interceptors import RpcInterceptor
+from server.engines.scoring import INLINE_DEALS
 from server.models.registry import canary_bucket
-from server.services.scoring import ScoringServicer
 from tests.support.fakes import FakeScorer, FixedRegistry
-from vectoros.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
+from tests.support.servers import scoring_stub
+from vectoros.v1 import common_pb2, scoring_pb2
 
 
 def registry_with(*offsets: float) -> FixedRegistry:
@@ -23,19 +20,6 @@ def registry_with(*offsets: float) -> FixedRegistry:
     for version, offset in enumerate(offsets, start=1):
         registry.add("scorer", version, FakeScorer(offset), production=version == 1)
     return registry
-
-
-@contextlib.asynccontextmanager
-async def scoring(registry):
-    server = grpc.aio.server(interceptors=[RpcInterceptor()])
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(ScoringEngine(registry)), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield scoring_pb2_grpc.ScoringServiceStub(channel)
-    finally:
-        await server.stop(None)
 
 
 def deal(i: int, value: float = 50_000.0, probability: float | None = 0.6) -> common_pb2.Deal:
@@ -47,7 +31,7 @@ def deal(i: int, value: float = 50_000.0, probability: float | None = 0.6) -> co
 
 async def test_a_score_carries_everything_the_engine_computed_and_its_version():
     registry = registry_with(0.0)
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         response = await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=deal(3), top_factors=2))
     (expected,) = FakeScorer(0.0).score([_record(deal(3))], 2)
     score = response.score
@@ -71,7 +55,7 @@ async def test_a_batch_keeps_order_and_each_deal_gets_the_version_it_gets_alone(
     registry = registry_with(0.0, 1.5)
     registry.canary["scorer"] = (2, 50.0)
     deals = [deal(i, value=1000.0 * (i + 1)) for i in range(count)]
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         batch = await stub.ScoreDeals(scoring_pb2.ScoreDealsRequest(deals=deals))
         alone = [(await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=d))).score for d in deals]
     assert [s.deal_id for s in batch.scores] == [d.id for d in deals]
@@ -84,7 +68,7 @@ async def test_a_batch_keeps_order_and_each_deal_gets_the_version_it_gets_alone(
 
 async def test_a_pinned_version_is_served_for_every_deal():
     registry = registry_with(0.0, 1.5)
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         response = await stub.ScoreDeals(scoring_pb2.ScoreDealsRequest(deals=[deal(1), deal(2)], model_version=2))
     assert [s.model.version for s in response.scores] == [2, 2]
 
@@ -111,7 +95,7 @@ async def test_a_pinned_version_is_served_for_every_deal():
 )
 async def test_bad_requests_are_refused_naming_the_field(request_message, code, field, message):
     registry = registry_with(0.0)
-    async with scoring(registry) as stub:
+    async with scoring_stub(registry) as stub:
         call = stub.ScoreDeal if isinstance(request_message, scoring_pb2.ScoreDealRequest) else stub.ScoreDeals
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await call(request_message)
@@ -124,7 +108,7 @@ async def test_bad_requests_are_refused_naming_the_field(request_message, code, 
 
 
 async def test_no_scorer_is_unavailable():
-    async with scoring(FixedRegistry()) as stub:
+    async with scoring_stub(FixedRegistry()) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.ScoreDeal(scoring_pb2.ScoreDealRequest(deal=deal(1)))
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE

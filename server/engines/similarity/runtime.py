@@ -168,27 +168,6 @@ async def _until_stopped(work: Awaitable[str | None], stop: asyncio.Event) -> bo
         return False
 
 
-async def _until_stopped(work: Awaitable[str | None], stop: asyncio.Event) -> bool:
-    """Run a rebuild until it ends or `stop` is set (then cancel it: its child
-    process is killed and what it built is dropped or kept for resuming).
-    Returns whether it switched collections; failures are logged."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return False
-    try:
-        return task.result() is not None
-    except Exception:  # keep serving from the old collection; try again later
-        log.exception("similarity rebuild failed")
-        return False
-
-
 def open_runtime(
     config,
     registry,
